@@ -1,0 +1,361 @@
+//! Backends and the [`Engine`] that selects one at run time (DESIGN §8).
+//!
+//! Three implementations of one set of fused kernels (`noise`, `step`,
+//! `loss`): [`cpu`], [`wgpu`] and [`cuda`], held in one enum that every
+//! operation matches exhaustively, so an op cannot exist on one backend only.
+//! The engine checks every argument once ([`validate`]) before a backend sees
+//! it; backends may assume shapes, dtypes, row counts and finiteness are right.
+
+pub mod cpu;
+pub mod cuda;
+mod ops;
+pub(crate) mod validate;
+pub mod wgpu;
+
+pub use ops::{LossOp, Noise, NoiseOp, RowTable, Rows, SampleIds, StepOp, Target};
+
+use crate::error::{Error, Result};
+use crate::rows::Row;
+use crate::tensor::{DType, HostTensor, Shape, Tensor, View};
+
+/// Which backend runs the kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Rust kernels on all CPU cores.
+    Cpu,
+    /// WGSL compute shaders through wgpu (Vulkan, Metal, DX12).
+    Wgpu,
+    /// CUDA C kernels (PTX) through cudarc.
+    Cuda,
+}
+
+impl BackendKind {
+    /// Every backend, in the order `auto()` prefers them.
+    pub const ALL: [BackendKind; 3] = [BackendKind::Cuda, BackendKind::Wgpu, BackendKind::Cpu];
+
+    /// Lower-case name, as accepted by `GAUSSFLOW_BACKEND`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            BackendKind::Cpu => "cpu",
+            BackendKind::Wgpu => "wgpu",
+            BackendKind::Cuda => "cuda",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "cpu" => Ok(BackendKind::Cpu),
+            "wgpu" => Ok(BackendKind::Wgpu),
+            "cuda" => Ok(BackendKind::Cuda),
+            other => Err(Error::invalid(
+                "backend name",
+                format!("{other:?} is not one of cpu, wgpu, cuda"),
+            )),
+        }
+    }
+}
+
+/// Name of the environment variable that overrides [`Engine::auto`].
+pub const BACKEND_ENV: &str = "GAUSSFLOW_BACKEND";
+
+/// One backend the engine tried to start, and how it went.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Attempt {
+    /// The backend.
+    pub backend: BackendKind,
+    /// `Ok(description of the device)` or `Err(why it is unavailable)`.
+    pub outcome: std::result::Result<String, String>,
+}
+
+/// The operations every backend implements. One trait, three
+/// implementations; [`Engine`] dispatches by an exhaustive `match`.
+pub(crate) trait Kernels {
+    /// The device, in words (adapter name, driver, core count).
+    fn describe(&self) -> String;
+    /// Whether this device can store `dtype`.
+    fn supports(&self, dtype: DType) -> bool;
+    /// An uninitialised (or zeroed) tensor.
+    fn alloc(&self, shape: Shape, dtype: DType) -> Result<Tensor>;
+    /// Copies a host tensor to the device.
+    fn upload(&self, src: &HostTensor) -> Result<Tensor>;
+    /// Copies a tensor back to the host (synchronising as needed).
+    fn download(&self, src: &View<'_>) -> Result<HostTensor>;
+    /// Copies coefficient rows to the device once, for use by many launches.
+    fn upload_rows<R: Row>(&self, rows: &[R]) -> Result<RowTable<R>>;
+    /// Fused forward noising.
+    fn noise(&self, op: NoiseOp<'_>) -> Result<()>;
+    /// Fused sampler step.
+    fn step(&self, op: StepOp<'_>) -> Result<()>;
+    /// Fused weighted loss and gradient.
+    fn loss(&self, op: LossOp<'_>) -> Result<()>;
+    /// Waits for every queued launch to finish.
+    fn synchronize(&self) -> Result<()>;
+}
+
+/// The backend an engine runs.
+#[derive(Debug)]
+pub(crate) enum Backend {
+    Cpu(cpu::CpuBackend),
+    Wgpu(wgpu::WgpuBackend),
+    Cuda(cuda::CudaBackend),
+}
+
+macro_rules! dispatch {
+    ($self:expr, $b:ident => $e:expr) => {
+        match &$self.backend {
+            Backend::Cpu($b) => $e,
+            Backend::Wgpu($b) => $e,
+            Backend::Cuda($b) => $e,
+        }
+    };
+}
+
+/// The entry point: a backend chosen at run time, and the fused kernels on it.
+///
+/// ```
+/// use gaussflow::Engine;
+/// let engine = Engine::cpu();
+/// assert_eq!(engine.kind(), gaussflow::BackendKind::Cpu);
+/// ```
+#[derive(Debug)]
+pub struct Engine {
+    backend: Backend,
+    attempts: Vec<Attempt>,
+}
+
+impl Engine {
+    /// The CPU backend (always available).
+    pub fn cpu() -> Engine {
+        let b = cpu::CpuBackend::new();
+        let attempts = vec![Attempt {
+            backend: BackendKind::Cpu,
+            outcome: Ok(b.describe()),
+        }];
+        Engine {
+            backend: Backend::Cpu(b),
+            attempts,
+        }
+    }
+
+    /// The wgpu backend on the best adapter, software adapters (lavapipe,
+    /// llvmpipe) included: asking for wgpu explicitly allows them.
+    pub fn wgpu() -> Result<Engine> {
+        Self::with_wgpu(wgpu::WgpuOptions {
+            allow_software: true,
+        })
+    }
+
+    /// The wgpu backend with explicit options.
+    pub fn with_wgpu(options: wgpu::WgpuOptions) -> Result<Engine> {
+        let b = wgpu::WgpuBackend::new(options)?;
+        let attempts = vec![Attempt {
+            backend: BackendKind::Wgpu,
+            outcome: Ok(b.describe()),
+        }];
+        Ok(Engine {
+            backend: Backend::Wgpu(b),
+            attempts,
+        })
+    }
+
+    /// The CUDA backend on device `ordinal`.
+    pub fn cuda(ordinal: usize) -> Result<Engine> {
+        let b = cuda::CudaBackend::new(ordinal)?;
+        let attempts = vec![Attempt {
+            backend: BackendKind::Cuda,
+            outcome: Ok(b.describe()),
+        }];
+        Ok(Engine {
+            backend: Backend::Cuda(b),
+            attempts,
+        })
+    }
+
+    /// An explicitly chosen backend (wgpu may then use a software adapter).
+    pub fn new(kind: BackendKind) -> Result<Engine> {
+        match kind {
+            BackendKind::Cpu => Ok(Engine::cpu()),
+            BackendKind::Wgpu => Engine::wgpu(),
+            BackendKind::Cuda => Engine::cuda(0),
+        }
+    }
+
+    /// `GAUSSFLOW_BACKEND` if set (an unknown name or an unavailable backend
+    /// is an error), else CUDA if a device answers, else wgpu on a hardware
+    /// adapter, else the CPU. Never panics; [`Engine::attempts`] records what
+    /// was tried and why each refused.
+    pub fn auto() -> Result<Engine> {
+        if let Some(kind) = Self::env_choice()? {
+            return Engine::new(kind);
+        }
+        let mut attempts = Vec::new();
+        match cuda::CudaBackend::new(0) {
+            Ok(b) => {
+                attempts.push(Attempt {
+                    backend: BackendKind::Cuda,
+                    outcome: Ok(b.describe()),
+                });
+                return Ok(Engine {
+                    backend: Backend::Cuda(b),
+                    attempts,
+                });
+            }
+            Err(e) => attempts.push(Attempt {
+                backend: BackendKind::Cuda,
+                outcome: Err(e.to_string()),
+            }),
+        }
+        match wgpu::WgpuBackend::new(wgpu::WgpuOptions {
+            allow_software: false,
+        }) {
+            Ok(b) => {
+                attempts.push(Attempt {
+                    backend: BackendKind::Wgpu,
+                    outcome: Ok(b.describe()),
+                });
+                return Ok(Engine {
+                    backend: Backend::Wgpu(b),
+                    attempts,
+                });
+            }
+            Err(e) => attempts.push(Attempt {
+                backend: BackendKind::Wgpu,
+                outcome: Err(e.to_string()),
+            }),
+        }
+        let b = cpu::CpuBackend::new();
+        attempts.push(Attempt {
+            backend: BackendKind::Cpu,
+            outcome: Ok(b.describe()),
+        });
+        Ok(Engine {
+            backend: Backend::Cpu(b),
+            attempts,
+        })
+    }
+
+    /// The backend named by `GAUSSFLOW_BACKEND`, if the variable is set and
+    /// not empty.
+    pub fn env_choice() -> Result<Option<BackendKind>> {
+        match std::env::var(BACKEND_ENV) {
+            Ok(s) if !s.trim().is_empty() => s.parse().map(Some).map_err(|_| {
+                Error::invalid(BACKEND_ENV, format!("{s:?} is not one of cpu, wgpu, cuda"))
+            }),
+            _ => Ok(None),
+        }
+    }
+
+    /// Tries to start every backend (wgpu with software adapters allowed) and
+    /// reports each: what `gaussflow info` prints.
+    pub fn probe_all() -> Vec<Attempt> {
+        BackendKind::ALL
+            .into_iter()
+            .map(|kind| Attempt {
+                backend: kind,
+                outcome: Engine::new(kind)
+                    .map(|e| e.describe())
+                    .map_err(|e| e.to_string()),
+            })
+            .collect()
+    }
+
+    /// Which backend this engine runs.
+    pub fn kind(&self) -> BackendKind {
+        match &self.backend {
+            Backend::Cpu(_) => BackendKind::Cpu,
+            Backend::Wgpu(_) => BackendKind::Wgpu,
+            Backend::Cuda(_) => BackendKind::Cuda,
+        }
+    }
+
+    /// The device, in words.
+    pub fn describe(&self) -> String {
+        dispatch!(self, b => b.describe())
+    }
+
+    /// What was tried while choosing this engine's backend, in order.
+    pub fn attempts(&self) -> &[Attempt] {
+        &self.attempts
+    }
+
+    /// Whether this engine can store `dtype`.
+    pub fn supports(&self, dtype: DType) -> bool {
+        dispatch!(self, b => b.supports(dtype))
+    }
+
+    /// A new tensor of `shape` and `dtype` on this engine's device. Its
+    /// contents are unspecified until written.
+    pub fn alloc(&self, shape: Shape, dtype: DType) -> Result<Tensor> {
+        shape.len()?;
+        validate::dtype_supported(self, dtype)?;
+        dispatch!(self, b => b.alloc(shape, dtype))
+    }
+
+    /// Copies a host tensor to this engine's device.
+    pub fn upload(&self, src: &HostTensor) -> Result<Tensor> {
+        validate::dtype_supported(self, src.dtype())?;
+        dispatch!(self, b => b.upload(src))
+    }
+
+    /// Copies a tensor of this engine back to the host.
+    pub fn download(&self, src: &View<'_>) -> Result<HostTensor> {
+        validate::backend_of(self.kind(), "download source", src.backend())?;
+        dispatch!(self, b => b.download(src))
+    }
+
+    /// Copies coefficient rows to the device once (after checking each), so
+    /// a sampling loop can read them by step index with no further upload.
+    pub fn upload_rows<R: Row>(&self, rows: &[R]) -> Result<RowTable<R>> {
+        for (i, r) in rows.iter().enumerate() {
+            r.validate(i)?;
+        }
+        dispatch!(self, b => b.upload_rows(rows))
+    }
+
+    /// Forward noising: `z = a·x + b·ξ` and optionally `target = c·x + d·ξ`,
+    /// per sample, in one pass.
+    pub fn noise(&self, op: NoiseOp<'_>) -> Result<()> {
+        validate::noise(self, &op)?;
+        if op.x.shape().is_empty() {
+            return Ok(());
+        }
+        dispatch!(self, b => b.noise(op))
+    }
+
+    /// One fused sampler step: `out = Σ_k c_k·in_k + c_x̂·clamp(x̂) + c_ξ·ξ`,
+    /// optionally writing `x̂`.
+    pub fn step(&self, op: StepOp<'_>) -> Result<()> {
+        validate::step(self, &op)?;
+        if op.out.shape().is_empty() {
+            return Ok(());
+        }
+        dispatch!(self, b => b.step(op))
+    }
+
+    /// Per-sample weighted MSE `L_b = w_b · mean_d (pred − target)²` into
+    /// `loss` (`[B, 1]`, f32) and optionally its gradient
+    /// `2 w_b (pred − target) / D`. The reduction order is fixed: the same
+    /// input gives the same bits, run after run.
+    pub fn loss(&self, op: LossOp<'_>) -> Result<()> {
+        validate::loss(self, &op)?;
+        if op.pred.shape().batch == 0 {
+            return Ok(());
+        }
+        dispatch!(self, b => b.loss(op))
+    }
+
+    /// Waits until every launch queued so far has finished.
+    pub fn synchronize(&self) -> Result<()> {
+        dispatch!(self, b => b.synchronize())
+    }
+}

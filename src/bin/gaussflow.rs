@@ -1,0 +1,3 @@
+fn main() {
+    println!("{}", gaussflow::Engine::cpu().describe());
+}

@@ -1,0 +1,170 @@
+//! The one error type of the crate.
+//!
+//! Every public function that can be handed bad input returns [`Result`]; each
+//! kind of mistake has its own variant so callers (and tests) can match on it,
+//! and its message says what was wrong and with which value.
+
+use crate::backend::BackendKind;
+use crate::param::Prediction;
+use crate::tensor::DType;
+
+/// Result alias used throughout gaussflow.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A slice or vector had the wrong number of elements.
+    #[error("{what}: expected length {expected}, got {got}")]
+    Length {
+        /// Which argument.
+        what: String,
+        /// Length required.
+        expected: usize,
+        /// Length given.
+        got: usize,
+    },
+
+    /// A tensor had the wrong `[B, D]` shape.
+    #[error("{what}: expected shape [{}, {}], got [{}, {}]", expected[0], expected[1], got[0], got[1])]
+    Shape {
+        /// Which argument.
+        what: String,
+        /// `[B, D]` required.
+        expected: [usize; 2],
+        /// `[B, D]` given.
+        got: [usize; 2],
+    },
+
+    /// A tensor had the wrong storage type.
+    #[error("{what}: expected dtype {expected}, got {got}")]
+    DType {
+        /// Which argument.
+        what: String,
+        /// Storage type required.
+        expected: DType,
+        /// Storage type given.
+        got: DType,
+    },
+
+    /// A scalar (coefficient, weight, schedule value) was NaN or infinite.
+    #[error("non-finite {what}: {value}")]
+    NonFinite {
+        /// Which value, with its position (e.g. `step row 3 coefficient out[1]`).
+        what: String,
+        /// The offending value.
+        value: f64,
+    },
+
+    /// A diffusion time outside `[0, 1]`.
+    #[error("{what}: time {t} is outside [0, 1]")]
+    TimeOutOfRange {
+        /// Which argument.
+        what: String,
+        /// The offending time.
+        t: f64,
+    },
+
+    /// A sampler step must go backwards in diffusion time, from `t` to `s < t`.
+    #[error("sampler step must go from t to s < t (towards data), got t = {t}, s = {s}")]
+    StepDirection {
+        /// Start time of the step.
+        t: f64,
+        /// End time of the step.
+        s: f64,
+    },
+
+    /// A prediction type cannot be converted to `(x̂, ε̂)` at this time,
+    /// e.g. ε-prediction where `α = 0` or score where `σ = 0`.
+    #[error("{prediction} prediction cannot be inverted at t = {t}: {reason}")]
+    NotInvertible {
+        /// The prediction type.
+        prediction: Prediction,
+        /// The time at which it was asked for.
+        t: f64,
+        /// Why (which of α, σ vanishes).
+        reason: String,
+    },
+
+    /// An argument is malformed in a way none of the variants above describes.
+    #[error("invalid {what}: {reason}")]
+    InvalidArgument {
+        /// Which argument.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A backend could not be started.
+    #[error("{backend} backend unavailable: {reason}")]
+    BackendUnavailable {
+        /// Which backend.
+        backend: BackendKind,
+        /// Why it could not start (missing driver, no adapter, not built yet, …).
+        reason: String,
+    },
+
+    /// A tensor belongs to another backend than the engine it was given to.
+    #[error("{what}: tensor lives on the {tensor} backend but the engine runs {engine}")]
+    WrongBackend {
+        /// Which argument.
+        what: String,
+        /// The engine's backend.
+        engine: BackendKind,
+        /// Where the tensor lives.
+        tensor: BackendKind,
+    },
+
+    /// The backend (or this adapter) cannot do what was asked, e.g. f16 storage
+    /// on an adapter without `SHADER_F16`.
+    #[error("{backend} backend does not support {what}: {reason}")]
+    Unsupported {
+        /// Which backend.
+        backend: BackendKind,
+        /// What was asked for.
+        what: String,
+        /// Why it cannot be done.
+        reason: String,
+    },
+
+    /// The device reported an error while running a kernel or copying data.
+    #[error("{backend} device error: {message}")]
+    Device {
+        /// Which backend.
+        backend: BackendKind,
+        /// The driver's message.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Shorthand for [`Error::InvalidArgument`].
+    pub fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Returns `Err(NonFinite)` unless `value` is finite.
+pub fn check_finite(what: impl FnOnce() -> String, value: f64) -> Result<f64> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(Error::NonFinite {
+            what: what(),
+            value,
+        })
+    }
+}
+
+/// Returns `Err(TimeOutOfRange)` unless `t ∈ [0, 1]` (NaN is out of range).
+pub fn check_time(what: impl FnOnce() -> String, t: f64) -> Result<f64> {
+    if (0.0..=1.0).contains(&t) {
+        Ok(t)
+    } else {
+        Err(Error::TimeOutOfRange { what: what(), t })
+    }
+}

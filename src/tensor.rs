@@ -1,0 +1,591 @@
+//! Storage types, shapes, host tensors and the borrowed views kernels take.
+//!
+//! Every tensor is `[B, D]` row-major: `B` samples of `D` elements each. Kernels
+//! never own memory: they take a [`View`] (read) or [`ViewMut`] (write) that
+//! borrows either host memory (CPU backend), a `wgpu::Buffer`, or a cudarc
+//! device slice, so a caller that already holds its tensors on the device pays
+//! no copy. [`Tensor`] is the owned counterpart an [`Engine`](crate::Engine)
+//! allocates for callers who do not bring their own buffers.
+
+use half::{bf16, f16};
+
+use crate::backend::BackendKind;
+use crate::error::{Error, Result};
+
+/// Storage type of a tensor. Arithmetic is always f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    /// IEEE binary32.
+    F32,
+    /// IEEE binary16.
+    F16,
+    /// bfloat16 (8-bit exponent, 7-bit mantissa).
+    BF16,
+}
+
+impl DType {
+    /// All storage types, in a fixed order (used by `verify` and the tests).
+    pub const ALL: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
+
+    /// Bytes per element.
+    pub const fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 | DType::BF16 => 2,
+        }
+    }
+
+    /// Machine epsilon of the storage type (distance from 1 to the next value).
+    pub const fn epsilon(self) -> f64 {
+        match self {
+            DType::F32 => f32::EPSILON as f64, // 2^-23
+            DType::F16 => 0.000_976_562_5,     // 2^-10
+            DType::BF16 => 0.007_812_5,        // 2^-7
+        }
+    }
+
+    /// Short name (`f32`, `f16`, `bf16`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::BF16 => "bf16",
+        }
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for DType {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(DType::F32),
+            "f16" => Ok(DType::F16),
+            "bf16" => Ok(DType::BF16),
+            _ => Err(Error::invalid(
+                "dtype",
+                format!("{s:?} is not one of f32, f16, bf16"),
+            )),
+        }
+    }
+}
+
+/// A storage element type: f32, [`half::f16`] or [`half::bf16`].
+pub trait Element: Copy + Send + Sync + bytemuck::Pod + 'static {
+    /// The matching [`DType`].
+    const DTYPE: DType;
+    /// Widen to f32 (exact).
+    fn to_f32(self) -> f32;
+    /// Narrow from f32, round to nearest even.
+    fn from_f32(x: f32) -> Self;
+}
+
+impl Element for f32 {
+    const DTYPE: DType = DType::F32;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn from_f32(x: f32) -> Self {
+        x
+    }
+}
+
+impl Element for f16 {
+    const DTYPE: DType = DType::F16;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+    #[inline(always)]
+    fn from_f32(x: f32) -> Self {
+        f16::from_f32(x)
+    }
+}
+
+impl Element for bf16 {
+    const DTYPE: DType = DType::BF16;
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
+    }
+    #[inline(always)]
+    fn from_f32(x: f32) -> Self {
+        bf16::from_f32(x)
+    }
+}
+
+/// `[B, D]`: `batch` samples of `dim` elements each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Shape {
+    /// Number of samples `B`.
+    pub batch: usize,
+    /// Elements per sample `D`.
+    pub dim: usize,
+}
+
+impl Shape {
+    /// `[batch, dim]`.
+    pub const fn new(batch: usize, dim: usize) -> Self {
+        Shape { batch, dim }
+    }
+
+    /// `B · D`, or an error if it overflows `usize`.
+    pub fn len(&self) -> Result<usize> {
+        self.batch.checked_mul(self.dim).ok_or_else(|| {
+            Error::invalid(
+                "shape",
+                format!("[{}, {}] overflows usize", self.batch, self.dim),
+            )
+        })
+    }
+
+    /// `B · D == 0`.
+    pub fn is_empty(&self) -> bool {
+        self.batch == 0 || self.dim == 0
+    }
+
+    /// As `[B, D]`.
+    pub const fn as_array(&self) -> [usize; 2] {
+        [self.batch, self.dim]
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[{}, {}]", self.batch, self.dim)
+    }
+}
+
+/// Host data of one storage type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostData {
+    /// f32 elements.
+    F32(Vec<f32>),
+    /// f16 elements.
+    F16(Vec<f16>),
+    /// bf16 elements.
+    BF16(Vec<bf16>),
+}
+
+impl HostData {
+    /// Storage type.
+    pub fn dtype(&self) -> DType {
+        match self {
+            HostData::F32(_) => DType::F32,
+            HostData::F16(_) => DType::F16,
+            HostData::BF16(_) => DType::BF16,
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            HostData::F32(v) => v.len(),
+            HostData::F16(v) => v.len(),
+            HostData::BF16(v) => v.len(),
+        }
+    }
+
+    /// No elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Narrows f32 values to `dtype` (round to nearest even).
+    pub fn from_f32(values: &[f32], dtype: DType) -> Self {
+        match dtype {
+            DType::F32 => HostData::F32(values.to_vec()),
+            DType::F16 => HostData::F16(values.iter().map(|&x| f16::from_f32(x)).collect()),
+            DType::BF16 => HostData::BF16(values.iter().map(|&x| bf16::from_f32(x)).collect()),
+        }
+    }
+
+    /// A buffer of `len` elements of `dtype`, every one NaN (outputs are
+    /// poisoned this way in tests so unwritten elements fail).
+    pub fn nan(len: usize, dtype: DType) -> Self {
+        match dtype {
+            DType::F32 => HostData::F32(vec![f32::NAN; len]),
+            DType::F16 => HostData::F16(vec![f16::NAN; len]),
+            DType::BF16 => HostData::BF16(vec![bf16::NAN; len]),
+        }
+    }
+
+    /// Widens every element to f32 (exact).
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        match self {
+            HostData::F32(v) => v.clone(),
+            HostData::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            HostData::BF16(v) => v.iter().map(|x| x.to_f32()).collect(),
+        }
+    }
+
+    /// Widens every element to f64 (exact).
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        self.to_f32_vec().into_iter().map(f64::from).collect()
+    }
+
+    /// Borrow as a typed slice.
+    pub fn as_slice(&self) -> HostSlice<'_> {
+        match self {
+            HostData::F32(v) => HostSlice::F32(v),
+            HostData::F16(v) => HostSlice::F16(v),
+            HostData::BF16(v) => HostSlice::BF16(v),
+        }
+    }
+
+    /// Borrow as a mutable typed slice.
+    pub fn as_slice_mut(&mut self) -> HostSliceMut<'_> {
+        match self {
+            HostData::F32(v) => HostSliceMut::F32(v),
+            HostData::F16(v) => HostSliceMut::F16(v),
+            HostData::BF16(v) => HostSliceMut::BF16(v),
+        }
+    }
+}
+
+/// A `[B, D]` tensor in host memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    shape: Shape,
+    data: HostData,
+}
+
+impl HostTensor {
+    /// Wraps `data` as a `[B, D]` tensor; its length must be `B · D`.
+    pub fn new(shape: Shape, data: HostData) -> Result<Self> {
+        let n = shape.len()?;
+        if data.len() != n {
+            return Err(Error::Length {
+                what: format!("host tensor of shape {shape}"),
+                expected: n,
+                got: data.len(),
+            });
+        }
+        Ok(HostTensor { shape, data })
+    }
+
+    /// f32 values narrowed to `dtype`.
+    pub fn from_f32(shape: Shape, values: &[f32], dtype: DType) -> Result<Self> {
+        Self::new(shape, HostData::from_f32(values, dtype))
+    }
+
+    /// All-NaN tensor (see [`HostData::nan`]).
+    pub fn nan(shape: Shape, dtype: DType) -> Result<Self> {
+        Ok(HostTensor {
+            shape,
+            data: HostData::nan(shape.len()?, dtype),
+        })
+    }
+
+    /// Shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// Storage type.
+    pub fn dtype(&self) -> DType {
+        self.data.dtype()
+    }
+
+    /// The elements.
+    pub fn data(&self) -> &HostData {
+        &self.data
+    }
+
+    /// Takes the elements out.
+    pub fn into_data(self) -> HostData {
+        self.data
+    }
+
+    /// Widened to f32.
+    pub fn to_f32_vec(&self) -> Vec<f32> {
+        self.data.to_f32_vec()
+    }
+
+    /// Widened to f64.
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        self.data.to_f64_vec()
+    }
+
+    /// Borrow as a kernel input.
+    pub fn view(&self) -> View<'_> {
+        View {
+            shape: self.shape,
+            data: ViewData::Host(self.data.as_slice()),
+        }
+    }
+
+    /// Borrow as a kernel output.
+    pub fn view_mut(&mut self) -> ViewMut<'_> {
+        ViewMut {
+            shape: self.shape,
+            data: ViewMutData::Host(self.data.as_slice_mut()),
+        }
+    }
+}
+
+/// A borrowed host slice of one storage type.
+#[derive(Debug, Clone, Copy)]
+pub enum HostSlice<'a> {
+    /// f32 elements.
+    F32(&'a [f32]),
+    /// f16 elements.
+    F16(&'a [f16]),
+    /// bf16 elements.
+    BF16(&'a [bf16]),
+}
+
+impl HostSlice<'_> {
+    /// Storage type.
+    pub fn dtype(&self) -> DType {
+        match self {
+            HostSlice::F32(_) => DType::F32,
+            HostSlice::F16(_) => DType::F16,
+            HostSlice::BF16(_) => DType::BF16,
+        }
+    }
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            HostSlice::F32(v) => v.len(),
+            HostSlice::F16(v) => v.len(),
+            HostSlice::BF16(v) => v.len(),
+        }
+    }
+    /// No elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A mutably borrowed host slice of one storage type.
+#[derive(Debug)]
+pub enum HostSliceMut<'a> {
+    /// f32 elements.
+    F32(&'a mut [f32]),
+    /// f16 elements.
+    F16(&'a mut [f16]),
+    /// bf16 elements.
+    BF16(&'a mut [bf16]),
+}
+
+impl HostSliceMut<'_> {
+    /// Storage type.
+    pub fn dtype(&self) -> DType {
+        match self {
+            HostSliceMut::F32(_) => DType::F32,
+            HostSliceMut::F16(_) => DType::F16,
+            HostSliceMut::BF16(_) => DType::BF16,
+        }
+    }
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            HostSliceMut::F32(v) => v.len(),
+            HostSliceMut::F16(v) => v.len(),
+            HostSliceMut::BF16(v) => v.len(),
+        }
+    }
+    /// No elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A read-only `[B, D]` kernel argument borrowed from host or device memory.
+#[derive(Debug)]
+pub struct View<'a> {
+    pub(crate) shape: Shape,
+    pub(crate) data: ViewData<'a>,
+}
+
+/// Where a [`View`]'s elements live.
+#[derive(Debug)]
+pub(crate) enum ViewData<'a> {
+    Host(HostSlice<'a>),
+    Wgpu(crate::backend::wgpu::WgpuRef<'a>),
+    Cuda(crate::backend::cuda::CudaRef<'a>),
+}
+
+/// A writable `[B, D]` kernel argument borrowed from host or device memory.
+#[derive(Debug)]
+pub struct ViewMut<'a> {
+    pub(crate) shape: Shape,
+    pub(crate) data: ViewMutData<'a>,
+}
+
+/// Where a [`ViewMut`]'s elements live.
+#[derive(Debug)]
+pub(crate) enum ViewMutData<'a> {
+    Host(HostSliceMut<'a>),
+    Wgpu(crate::backend::wgpu::WgpuRef<'a>),
+    Cuda(crate::backend::cuda::CudaMut<'a>),
+}
+
+fn check_len(shape: Shape, len: usize) -> Result<()> {
+    let n = shape.len()?;
+    if n != len {
+        return Err(Error::Length {
+            what: format!("slice viewed as {shape}"),
+            expected: n,
+            got: len,
+        });
+    }
+    Ok(())
+}
+
+impl<'a> View<'a> {
+    /// Views a host slice as `[B, D]` (CPU backend); its length must be `B · D`.
+    pub fn host<T: Element>(data: &'a [T], shape: Shape) -> Result<Self> {
+        check_len(shape, data.len())?;
+        let slice = match T::DTYPE {
+            DType::F32 => HostSlice::F32(bytemuck::cast_slice(data)),
+            DType::F16 => HostSlice::F16(bytemuck::cast_slice(data)),
+            DType::BF16 => HostSlice::BF16(bytemuck::cast_slice(data)),
+        };
+        Ok(View {
+            shape,
+            data: ViewData::Host(slice),
+        })
+    }
+
+    /// Shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// Storage type.
+    pub fn dtype(&self) -> DType {
+        match &self.data {
+            ViewData::Host(s) => s.dtype(),
+            ViewData::Wgpu(r) => r.dtype(),
+            ViewData::Cuda(r) => r.dtype(),
+        }
+    }
+
+    /// The backend whose memory this view borrows.
+    pub fn backend(&self) -> BackendKind {
+        match &self.data {
+            ViewData::Host(_) => BackendKind::Cpu,
+            ViewData::Wgpu(_) => BackendKind::Wgpu,
+            ViewData::Cuda(_) => BackendKind::Cuda,
+        }
+    }
+}
+
+impl<'a> ViewMut<'a> {
+    /// Views a mutable host slice as `[B, D]` (CPU backend).
+    pub fn host<T: Element>(data: &'a mut [T], shape: Shape) -> Result<Self> {
+        check_len(shape, data.len())?;
+        let slice = match T::DTYPE {
+            DType::F32 => HostSliceMut::F32(bytemuck::cast_slice_mut(data)),
+            DType::F16 => HostSliceMut::F16(bytemuck::cast_slice_mut(data)),
+            DType::BF16 => HostSliceMut::BF16(bytemuck::cast_slice_mut(data)),
+        };
+        Ok(ViewMut {
+            shape,
+            data: ViewMutData::Host(slice),
+        })
+    }
+
+    /// Shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// Storage type.
+    pub fn dtype(&self) -> DType {
+        match &self.data {
+            ViewMutData::Host(s) => s.dtype(),
+            ViewMutData::Wgpu(r) => r.dtype(),
+            ViewMutData::Cuda(r) => r.dtype(),
+        }
+    }
+
+    /// The backend whose memory this view borrows.
+    pub fn backend(&self) -> BackendKind {
+        match &self.data {
+            ViewMutData::Host(_) => BackendKind::Cpu,
+            ViewMutData::Wgpu(_) => BackendKind::Wgpu,
+            ViewMutData::Cuda(_) => BackendKind::Cuda,
+        }
+    }
+}
+
+/// A `[B, D]` tensor owned by an engine's backend (host memory for the CPU
+/// backend, a device buffer otherwise). Made by
+/// [`Engine::upload`](crate::Engine::upload) and
+/// [`Engine::alloc`](crate::Engine::alloc).
+#[derive(Debug)]
+pub struct Tensor {
+    pub(crate) shape: Shape,
+    pub(crate) storage: Storage,
+}
+
+/// Backing memory of a [`Tensor`].
+#[derive(Debug)]
+#[allow(dead_code)] // Wgpu, Cuda: constructed once those backends are built
+pub(crate) enum Storage {
+    Host(HostData),
+    Wgpu(crate::backend::wgpu::WgpuBuffer),
+    Cuda(crate::backend::cuda::CudaBuffer),
+}
+
+impl Tensor {
+    /// Shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    /// Storage type.
+    pub fn dtype(&self) -> DType {
+        match &self.storage {
+            Storage::Host(d) => d.dtype(),
+            Storage::Wgpu(b) => b.dtype(),
+            Storage::Cuda(b) => b.dtype(),
+        }
+    }
+
+    /// The backend that owns the memory.
+    pub fn backend(&self) -> BackendKind {
+        match &self.storage {
+            Storage::Host(_) => BackendKind::Cpu,
+            Storage::Wgpu(_) => BackendKind::Wgpu,
+            Storage::Cuda(_) => BackendKind::Cuda,
+        }
+    }
+
+    /// Borrow as a kernel input.
+    pub fn view(&self) -> View<'_> {
+        let data = match &self.storage {
+            Storage::Host(d) => ViewData::Host(d.as_slice()),
+            Storage::Wgpu(b) => ViewData::Wgpu(b.as_ref()),
+            Storage::Cuda(b) => ViewData::Cuda(b.as_ref()),
+        };
+        View {
+            shape: self.shape,
+            data,
+        }
+    }
+
+    /// Borrow as a kernel output.
+    pub fn view_mut(&mut self) -> ViewMut<'_> {
+        let data = match &mut self.storage {
+            Storage::Host(d) => ViewMutData::Host(d.as_slice_mut()),
+            Storage::Wgpu(b) => ViewMutData::Wgpu(b.as_ref()),
+            Storage::Cuda(b) => ViewMutData::Cuda(b.as_mut()),
+        };
+        ViewMut {
+            shape: self.shape,
+            data,
+        }
+    }
+}
