@@ -1,0 +1,58 @@
+//! `gaussflow info`: which backends start here, and why the others do not.
+
+use gaussflow::Engine;
+use std::process::ExitCode;
+
+/// Options of `info`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let probes = Engine::probe_all();
+    let auto = Engine::auto();
+    if args.json {
+        let backends: Vec<_> = probes
+            .iter()
+            .map(|p| match &p.outcome {
+                Ok(d) => serde_json::json!({"backend": p.backend, "available": true, "device": d}),
+                Err(r) => {
+                    serde_json::json!({"backend": p.backend, "available": false, "reason": r})
+                }
+            })
+            .collect();
+        let v = serde_json::json!({
+            "backends": backends,
+            "auto": match &auto {
+                Ok(e) => serde_json::json!({"backend": e.kind(), "device": e.describe()}),
+                Err(e) => serde_json::json!({"error": e.to_string()}),
+            },
+            "env": std::env::var(gaussflow::backend::BACKEND_ENV).ok(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("gaussflow {} — backends", env!("CARGO_PKG_VERSION"));
+    for p in &probes {
+        match &p.outcome {
+            Ok(desc) => println!("  {:<5} available    {desc}", p.backend.name()),
+            Err(why) => println!("  {:<5} unavailable  {why}", p.backend.name()),
+        }
+    }
+    match &auto {
+        Ok(e) => println!(
+            "  auto → {} ({})",
+            e.kind(),
+            match std::env::var(gaussflow::backend::BACKEND_ENV) {
+                Ok(v) if !v.trim().is_empty() =>
+                    format!("from {}={v}", gaussflow::backend::BACKEND_ENV),
+                _ => "CUDA, else a hardware wgpu adapter, else CPU".to_string(),
+            }
+        ),
+        Err(e) => println!("  auto → error: {e}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

