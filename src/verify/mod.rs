@@ -6,6 +6,28 @@
 //! test harness such as the host-compiled CUDA C of `cuda-harness`. The
 //! checks in this module take a runner, never a backend, so the same checks
 //! hold every implementation to the same reference.
+//!
+//! * [`run_matrix`] runs every [`Variant`] × dtype × size ([`Matrix`]) and
+//!   returns one [`CheckRow`] per output (serializable: `verify --json`);
+//!   [`format_table`] prints them, [`Summary`] counts them.
+//! * [`check`] runs one variant on one [`Case`].
+//! * [`Tolerance`] holds every tolerance and the error analysis behind it.
+//!
+//! Every run draws fresh random inputs ([`inputs::TestRng`]), poisons every
+//! output with NaN first (so an element the kernel does not write fails), and
+//! compares with an f64 evaluation of the formula on the stored inputs.
+
+mod checks;
+pub mod inputs;
+mod report;
+mod tolerance;
+
+pub use checks::{
+    Case, DEFAULT_BATCH, DEFAULT_SEED, DEFAULT_SIZES, LossTarget, Matrix, NoiseSource, StepVariant,
+    Variant, check, run_matrix,
+};
+pub use report::{CheckRow, Op, Status, Summary, format_table};
+pub use tolerance::{ROUNDINGS, SUM_LAMBDA, Tolerance, U32};
 
 use crate::Engine;
 use crate::backend::{LossOp, Noise, NoiseOp, SampleIds, StepOp, Target};
