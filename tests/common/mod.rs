@@ -121,6 +121,30 @@ pub fn runners() -> &'static [Present] {
     })
 }
 
+/// The engines among the present runners (CPU always; wgpu and CUDA when
+/// they start, failing if required and absent), for tests of the engine API
+/// itself (views, device row tables, argument checks).
+pub fn engines() -> &'static [Engine] {
+    static ENGINES: OnceLock<Vec<Engine>> = OnceLock::new();
+    ENGINES.get_or_init(|| {
+        let required = required();
+        let mut engines = vec![Engine::cpu()];
+        for (name, start) in [
+            ("wgpu", Engine::wgpu as fn() -> gaussflow::Result<Engine>),
+            ("cuda", || Engine::cuda(0)),
+        ] {
+            match start() {
+                Ok(e) => engines.push(e),
+                Err(e) => assert!(
+                    !required.iter().any(|r| r == name),
+                    "{REQUIRE_ENV} requires {name}, which did not start: {e}"
+                ),
+            }
+        }
+        engines
+    })
+}
+
 /// Runs `body` on every present runner, naming the runner if it panics.
 pub fn for_each_runner(body: impl Fn(&Present)) {
     for p in runners() {
