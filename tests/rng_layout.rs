@@ -202,14 +202,12 @@ fn normals_of_each_block_within_four_ulp_of_f64_box_muller() {
         let key = key_of(k);
         let block = (k.element / 4) as u32;
         let got = key.normals4(k.sample, block);
-        for lane in 0..4 {
-            let e = ulps(got[lane], k.normals[lane]);
+        for (lane, (&g, &w)) in got.iter().zip(&k.normals).enumerate() {
+            let e = ulps(g, w);
             assert!(
                 e <= 4.0,
-                "seed {:#x} lane {lane}: {} vs {} ({e} ulp)",
-                k.seed,
-                got[lane],
-                k.normals[lane]
+                "seed {:#x} lane {lane}: {g} vs {w} ({e} ulp)",
+                k.seed
             );
         }
         // The element takes lane element % 4 of its block, through every API.

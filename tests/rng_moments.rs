@@ -157,8 +157,8 @@ fn normals_within_four_ulp_of_f64_box_muller() {
         let bits = key.bits(9, block);
         let got = rng::box_muller(bits);
         let want = box_muller_f64(bits);
-        for l in 0..4 {
-            let e = ulps(got[l], want[l]);
+        for (&g, &w) in got.iter().zip(&want) {
+            let e = ulps(g, w);
             if e > worst.0 {
                 worst = (e, block);
             }
@@ -184,21 +184,16 @@ fn extreme_uniforms_give_finite_normals_within_four_ulp() {
             let bits = [r0, r1, r0, r1];
             let got = rng::box_muller(bits);
             let want = box_muller_f64(bits);
-            for l in 0..4 {
-                assert!(got[l].is_finite(), "{bits:x?}");
+            for (l, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                assert!(g.is_finite(), "{bits:x?}");
                 // Where the exact value is 0 (u = 1, or an angle at a
                 // multiple of π/2, where f64 cos(π/2) is 6e-17, not 0) the
                 // result must be 0 or that close to it.
-                if want[l].abs() < 1e-12 {
-                    assert!(got[l].abs() < 1e-12, "{bits:x?} lane {l}: {}", got[l]);
+                if w.abs() < 1e-12 {
+                    assert!(g.abs() < 1e-12, "{bits:x?} lane {l}: {}", g);
                 } else {
-                    let e = ulps(got[l], want[l]);
-                    assert!(
-                        e <= 4.0,
-                        "{bits:x?} lane {l}: {} vs {} ({e} ulp)",
-                        got[l],
-                        want[l]
-                    );
+                    let e = ulps(g, w);
+                    assert!(e <= 4.0, "{bits:x?} lane {l}: {} vs {} ({e} ulp)", g, w);
                 }
             }
         }
