@@ -30,8 +30,8 @@ fn assert_all_pass(name: &str, rows: &[CheckRow], allow_skip: bool) {
 fn full_matrix_passes_on_every_runner() {
     common::for_each_runner(|p| {
         let rows = verify::run_matrix(p.runner.as_ref(), &Matrix::default());
-        // Every variant × dtype × size has a row; the CPU checks all 24
-        // outputs of the 17 variants for each of 3 dtypes × 4 sizes.
+        // Every variant × dtype × size has a row; the CPU checks all 26
+        // outputs of the 18 variants for each of 3 dtypes × 4 sizes.
         for v in verify::Variant::ALL {
             for d in DType::ALL {
                 for s in verify::DEFAULT_SIZES {
@@ -45,7 +45,7 @@ fn full_matrix_passes_on_every_runner() {
             }
         }
         if p.name == "cpu" {
-            assert_eq!(rows.len(), 24 * 3 * 4);
+            assert_eq!(rows.len(), 26 * 3 * 4);
         }
         if std::env::var_os("GAUSSFLOW_PRINT_VERIFY").is_some() {
             println!("{}", verify::format_table(&rows));
@@ -135,6 +135,8 @@ enum Fault {
     /// Leaves the last element of each sample out of the loss (its target
     /// is replaced by the prediction).
     DropLastLossTerm,
+    /// Reads a row table from one row too early.
+    TableStartOffByOne,
 }
 
 struct Faulty {
@@ -210,6 +212,36 @@ impl KernelRunner for Faulty {
             &self.inner,
             inputs,
             rows,
+            noise.as_ref(),
+            out,
+            x_hat.as_deref_mut(),
+        )?;
+        self.spoil(out);
+        if let Some(x) = x_hat {
+            self.spoil(x);
+        }
+        Ok(())
+    }
+    fn step_from_table(
+        &self,
+        inputs: [Option<&HostTensor>; 4],
+        table: &[StepRow],
+        start: usize,
+        len: usize,
+        noise: Option<&HostNoise>,
+        out: &mut HostTensor,
+        mut x_hat: Option<&mut HostTensor>,
+    ) -> Result<()> {
+        let noise = noise.map(|n| self.shift_ids(n));
+        let start = match self.fault {
+            Fault::TableStartOffByOne => start - 1,
+            _ => start,
+        };
+        self.inner.step_from_table(
+            inputs,
+            table,
+            start,
+            len,
             noise.as_ref(),
             out,
             x_hat.as_deref_mut(),
@@ -351,9 +383,11 @@ fn noise_of_the_wrong_sample_fails_every_philox_variant() {
     };
     let rows = verify::run_matrix(&runner, &small());
     for r in &rows {
-        let philox = r.variant.contains("philox")
+        let philox = (r.variant.contains("philox")
             || r.variant == "shared-row"
-            || r.variant.starts_with("rebuild");
+            || r.variant.starts_with("row-table")
+            || r.variant.starts_with("rebuild"))
+            && r.output != "x_hat";
         // A target row of a Philox noise run also depends on the noise.
         if philox {
             assert!(r.failed(), "not caught: {r:?}");
@@ -378,4 +412,42 @@ fn an_unsupported_dtype_is_skipped_and_said_so() {
             assert_eq!(r.status, Status::Pass, "{r:?}");
         }
     }
+}
+
+#[test]
+fn a_row_table_read_from_the_wrong_start_fails() {
+    let runner = Faulty {
+        inner: Engine::cpu(),
+        fault: Fault::TableStartOffByOne,
+    };
+    let rows = verify::run_matrix(&runner, &small());
+    for r in &rows {
+        if r.variant.starts_with("row-table") {
+            assert!(r.failed(), "not caught: {r:?}");
+        } else {
+            assert!(r.passed(), "false alarm: {r:?}");
+        }
+    }
+}
+
+#[test]
+fn run_backends_reports_every_backend_asked_for() {
+    let m = Matrix::with_sizes(&[3]);
+    let reports = verify::run_backends(&gaussflow::BackendKind::ALL, &m);
+    assert_eq!(reports.len(), 3);
+    for r in &reports {
+        match &r.attempt.outcome {
+            Ok(_) => assert_all_pass(r.attempt.backend.name(), &r.rows, true),
+            Err(why) => {
+                assert!(r.rows.is_empty());
+                assert!(!why.is_empty());
+            }
+        }
+    }
+    let cpu = reports
+        .iter()
+        .find(|r| r.attempt.backend == gaussflow::BackendKind::Cpu)
+        .unwrap();
+    assert!(cpu.attempt.outcome.is_ok() && !cpu.rows.is_empty());
+    serde_json::to_string(&reports).expect("reports serialize");
 }

@@ -11,6 +11,8 @@ use super::inputs::{StepShape, TestRng, loss_row, noise_row, step_row};
 use super::report::{CheckRow, Op, RowHead, Status};
 use super::tolerance::Tolerance;
 use super::{HostIds, HostNoise, HostTarget, KernelRunner};
+use crate::Engine;
+use crate::backend::{Attempt, BackendKind};
 use crate::error::Result;
 use crate::rng::{Domain, NoiseKey};
 use crate::rows::{LossRow, NoiseRow, STEP_INPUTS, StepRow};
@@ -53,6 +55,9 @@ pub enum StepVariant {
     XHat,
     /// One row shared by the batch, Philox noise.
     SharedRow,
+    /// Per-sample rows read from the middle of a row table uploaded once
+    /// ([`KernelRunner::step_from_table`]), Philox noise, `x̂` written.
+    RowTable,
 }
 
 /// One kernel configuration the checks run.
@@ -94,7 +99,7 @@ pub enum LossTarget {
 
 impl Variant {
     /// Every variant, noise first, then step, then loss.
-    pub const ALL: [Variant; 17] = [
+    pub const ALL: [Variant; 18] = [
         Variant::Noise {
             source: NoiseSource::Philox,
             target: true,
@@ -118,6 +123,7 @@ impl Variant {
         Variant::Step(StepVariant::Buffer),
         Variant::Step(StepVariant::XHat),
         Variant::Step(StepVariant::SharedRow),
+        Variant::Step(StepVariant::RowTable),
         Variant::Loss {
             target: LossTarget::Read,
             grad: true,
@@ -175,6 +181,7 @@ impl Variant {
                 StepVariant::Buffer => "buffer",
                 StepVariant::XHat => "x_hat",
                 StepVariant::SharedRow => "shared-row",
+                StepVariant::RowTable => "row-table+x_hat",
             }
             .to_string(),
             Variant::Loss { target, grad } => {
@@ -265,6 +272,39 @@ pub fn run_matrix(runner: &dyn KernelRunner, matrix: &Matrix) -> Vec<CheckRow> {
         }
     }
     rows
+}
+
+/// The matrix on one backend, or why it did not run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BackendReport {
+    /// The backend, and its device or why it could not start.
+    pub attempt: Attempt,
+    /// The rows (empty if it did not start).
+    pub rows: Vec<CheckRow>,
+}
+
+/// What `gaussflow verify` runs: `matrix` on each of `kinds` that starts
+/// (explicitly requested, so wgpu may use a software adapter), in order.
+pub fn run_backends(kinds: &[BackendKind], matrix: &Matrix) -> Vec<BackendReport> {
+    kinds
+        .iter()
+        .map(|&kind| match Engine::new(kind) {
+            Ok(engine) => BackendReport {
+                attempt: Attempt {
+                    backend: kind,
+                    outcome: Ok(engine.describe()),
+                },
+                rows: run_matrix(&engine, matrix),
+            },
+            Err(e) => BackendReport {
+                attempt: Attempt {
+                    backend: kind,
+                    outcome: Err(e.to_string()),
+                },
+                rows: Vec::new(),
+            },
+        })
+        .collect()
 }
 
 /// Runs one variant on one case and compares every output with the
@@ -469,6 +509,13 @@ fn check_step(
             false,
             true,
         ),
+        StepVariant::RowTable => (
+            churn,
+            Some(NoiseSource::Philox),
+            Some(HostIds::Offset(100)),
+            true,
+            false,
+        ),
     };
     let times = rng.times(if shared { 1 } else { shape.batch });
     let rows: Vec<StepRow> = times.iter().map(|&t| step_row(t, step_shape)).collect();
@@ -495,7 +542,24 @@ fn check_step(
     let mut out = nan_tensor(&case)?;
     let mut x_hat = write_x_hat.then(|| nan_tensor(&case)).transpose()?;
     let refs: [Option<&HostTensor>; STEP_INPUTS] = std::array::from_fn(|k| inputs[k].as_ref());
-    runner.step(refs, &rows, noise.as_ref(), &mut out, x_hat.as_mut())?;
+    if variant == StepVariant::RowTable {
+        // Other rows around the batch's, so a wrong start row shows.
+        let other = |t: f64| step_row(t, StepShape::default());
+        let mut table = vec![other(0.9), other(0.1)];
+        table.extend_from_slice(&rows);
+        table.push(other(0.5));
+        runner.step_from_table(
+            refs,
+            &table,
+            2,
+            rows.len(),
+            noise.as_ref(),
+            &mut out,
+            x_hat.as_mut(),
+        )?;
+    } else {
+        runner.step(refs, &rows, noise.as_ref(), &mut out, x_hat.as_mut())?;
+    }
 
     let vals: Vec<Option<Vec<f64>>> = inputs
         .iter()
