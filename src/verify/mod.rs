@@ -10,6 +10,8 @@
 //! * [`run_matrix`] runs every [`Variant`] × dtype × size ([`Matrix`]) and
 //!   returns one [`CheckRow`] per output (serializable: `verify --json`);
 //!   [`format_table`] prints them, [`Summary`] counts them.
+//! * [`run_backends`] runs the matrix on each backend asked for that starts
+//!   and says why the others did not ([`BackendReport`]): `gaussflow verify`.
 //! * [`check`] runs one variant on one [`Case`].
 //! * [`Tolerance`] holds every tolerance and the error analysis behind it.
 //!

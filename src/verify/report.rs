@@ -31,7 +31,7 @@ impl Op {
 
 impl std::fmt::Display for Op {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -258,7 +258,7 @@ pub fn format_table(rows: &[CheckRow]) -> String {
             r.op,
             r.variant,
             r.output,
-            r.dtype,
+            r.dtype.name(),
             r.batch,
             r.size,
             r.max_abs_err,
