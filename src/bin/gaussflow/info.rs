@@ -3,6 +3,8 @@
 use gaussflow::Engine;
 use std::process::ExitCode;
 
+use crate::out::outln;
+
 /// Options of `info`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -32,18 +34,18 @@ pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             },
             "env": std::env::var(gaussflow::backend::BACKEND_ENV).ok(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("gaussflow {} — backends", env!("CARGO_PKG_VERSION"));
+    outln!("gaussflow {} — backends", env!("CARGO_PKG_VERSION"));
     for p in &probes {
         match &p.outcome {
-            Ok(desc) => println!("  {:<5} available    {desc}", p.backend.name()),
-            Err(why) => println!("  {:<5} unavailable  {why}", p.backend.name()),
+            Ok(desc) => outln!("  {:<5} available    {desc}", p.backend.name()),
+            Err(why) => outln!("  {:<5} unavailable  {why}", p.backend.name()),
         }
     }
     match &auto {
-        Ok(e) => println!(
+        Ok(e) => outln!(
             "  auto → {} ({})",
             e.kind(),
             match std::env::var(gaussflow::backend::BACKEND_ENV) {
@@ -52,7 +54,7 @@ pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 _ => "CUDA, else a hardware wgpu adapter, else CPU".to_string(),
             }
         ),
-        Err(e) => println!("  auto → error: {e}"),
+        Err(e) => outln!("  auto → error: {e}"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,8 @@
 use clap::{Parser, Subcommand};
 
 mod info;
+mod out;
+mod verify;
 
 /// Fused diffusion / flow-matching kernels: inspect, verify, benchmark.
 #[derive(Debug, Parser)]
@@ -19,12 +21,16 @@ struct Cli {
 enum Command {
     /// List the backends found and, for each missing one, why.
     Info(info::Args),
+    /// Check every kernel × storage type × size on every backend present
+    /// against the f64 reference; exits non-zero on any failure.
+    Verify(verify::Args),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Info(args)) => info::run(&args),
+        Some(Command::Verify(args)) => verify::run(&args),
         None => main_job(),
     };
     match result {
@@ -38,5 +44,7 @@ fn main() -> std::process::ExitCode {
 
 /// `info`, then `verify` over the backends found.
 fn main_job() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
-    info::run(&info::Args { json: false })
+    info::run(&info::Args { json: false })?;
+    out::print("\n");
+    verify::run(&verify::Args::default())
 }
