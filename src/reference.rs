@@ -154,7 +154,7 @@ pub struct Clip {
     pub eps_from_clipped: bool,
 }
 
-fn need_noise<'a>(xi: Option<&'a [f64]>, len: usize) -> Result<&'a [f64]> {
+fn need_noise(xi: Option<&[f64]>, len: usize) -> Result<&[f64]> {
     let xi = xi.ok_or_else(|| Error::invalid("reference noise", "a stochastic step needs ξ"))?;
     same_len("noise", len, xi.len())?;
     Ok(xi)

@@ -21,7 +21,8 @@
 //! use gaussflow::{DType, Engine, HostTensor, Prediction, SampleIds, Shape, schedule::VpCosine};
 //!
 //! let engine = Engine::cpu();
-//! let steps = Steps::from_grid(&[1.0, 0.75, 0.5, 0.25, 0.0])?;
+//! // ε-prediction cannot start at t = 1 (α = 0 there): start just below.
+//! let steps = Steps::from_grid(&[0.99, 0.75, 0.5, 0.25, 0.0])?;
 //! let sampler = Ddim::new(VpCosine, Prediction::Eps, steps, DdimOptions::ddpm())?;
 //! let driver = Driver::new(&engine, sampler.plan()?)?;
 //!
@@ -36,6 +37,7 @@
 //!     Ok(())
 //! })?;
 //! assert_eq!(x0.shape(), shape);
+//! assert!(engine.download(&x0.view())?.to_f32_vec().iter().all(|v| v.is_finite()));
 //! # Ok::<(), gaussflow::Error>(())
 //! ```
 

@@ -35,6 +35,9 @@ const D: usize = 7;
 const SEED: u64 = 0x5eed_1234;
 const TOL: f64 = 4e-6;
 
+/// A per-sample f64 model `(t, z) ↦ p`.
+type ModelFn<'a> = dyn Fn(f64, &[f64]) -> gaussflow::Result<Vec<f64>> + 'a;
+
 /// Exact denoiser of `N(mu, s²)` data, as a prediction of type `p`.
 fn gauss_model(
     sch: &dyn Schedule,
@@ -69,19 +72,18 @@ fn upload(engine: &Engine, v: &[f64]) -> Tensor {
 fn fill(
     engine: &Engine,
     call: ModelCall<'_>,
-    cond: &dyn Fn(f64, &[f64]) -> gaussflow::Result<Vec<f64>>,
-    uncond: Option<&dyn Fn(f64, &[f64]) -> gaussflow::Result<Vec<f64>>>,
+    cond: &ModelFn<'_>,
+    uncond: Option<&ModelFn<'_>>,
 ) -> gaussflow::Result<()> {
     let z = host(engine, call.state);
     let b = z.len() / D;
-    let run =
-        |m: &dyn Fn(f64, &[f64]) -> gaussflow::Result<Vec<f64>>| -> gaussflow::Result<Vec<f64>> {
-            let mut out = Vec::with_capacity(z.len());
-            for i in 0..b {
-                out.extend(m(call.t[i], &z[i * D..(i + 1) * D])?);
-            }
-            Ok(out)
-        };
+    let run = |m: &ModelFn<'_>| -> gaussflow::Result<Vec<f64>> {
+        let mut out = Vec::with_capacity(z.len());
+        for i in 0..b {
+            out.extend(m(call.t[i], &z[i * D..(i + 1) * D])?);
+        }
+        Ok(out)
+    };
     *call.output = upload(engine, &run(cond)?);
     if let (Some(u), Some(m)) = (call.uncond, uncond) {
         *u = upload(engine, &run(m)?);
@@ -194,6 +196,54 @@ fn ddim_run_matches_reference() {
         );
     }
     assert_close("DDIM v cosine", &got, &want);
+
+    // diffusers' DDIM steps from k to k − N/n, not to the next grid point
+    // (linspace: 979 → 959 while the grid has 958): arbitrary (t, s) pairs,
+    // the model evaluated at each pair's t on a state that is at the
+    // previous pair's s.
+    let pairs: Vec<(f64, f64)> = [980.0, 958.0, 937.0, 916.0, 500.0, 250.0, 20.0]
+        .iter()
+        .map(|&k: &f64| ((k + 1.0) / 1000.0, (k + 1.0 - 20.0) / 1000.0))
+        .collect();
+    let sampler = Ddim::new(
+        sch,
+        pred,
+        Steps::from_pairs(pairs.clone()).unwrap(),
+        DdimOptions::ddim(),
+    )
+    .unwrap();
+    let plan = sampler.plan().unwrap();
+    let model_times: Vec<f64> = plan.stages().iter().map(|st| st.t[0]).collect();
+    assert_eq!(model_times, pairs.iter().map(|p| p.0).collect::<Vec<_>>());
+    let out = sample(
+        &engine,
+        &sampler,
+        &z,
+        SEED,
+        SampleIds::Explicit(&ids),
+        |c| fill(&engine, c, &model, None),
+    )
+    .unwrap();
+    let got = host(&engine, &out);
+    let mut want = vec![];
+    for b in 0..B {
+        let mut m = |t: f64, z: &[f64]| model(t, z);
+        let mut never = |_k: u32| -> Vec<f64> { unreachable!() };
+        want.extend(
+            reference::ddim_loop(
+                &sch,
+                pred,
+                &pairs,
+                0.0,
+                None,
+                &zh[b * D..(b + 1) * D],
+                &mut m,
+                &mut never,
+            )
+            .unwrap(),
+        );
+    }
+    assert_close("DDIM over (k, k − N/n) pairs", &got, &want);
 }
 
 #[test]
@@ -511,13 +561,13 @@ fn driver_errors() {
     .unwrap();
     let plan = Plan::per_sample(&[&a, &a]).unwrap();
     let driver = Driver::new(&engine, plan).unwrap();
-    let z = upload(&engine, &vec![0.0; 3 * D]);
+    let z = upload(&engine, &[0.0; 3 * D]);
     let r = driver.run(&z, 1, SampleIds::Offset(0), |_c| Ok(()));
     assert!(matches!(r, Err(gaussflow::Error::Length { .. })), "{r:?}");
 
     let driver = Driver::new(&engine, a.plan().unwrap()).unwrap();
     let r = driver.run(&z, 1, SampleIds::Offset(0), |c| {
-        *c.output = upload(&engine, &vec![0.0; D]);
+        *c.output = upload(&engine, &[0.0; D]);
         Ok(())
     });
     assert!(matches!(r, Err(gaussflow::Error::Shape { .. })), "{r:?}");
