@@ -135,7 +135,13 @@ fn assert_close(label: &str, got: &[f64], want: &[f64]) -> f64 {
 
 fn uniform_grid(t0: f64, t1: f64, n: usize) -> Vec<f64> {
     (0..=n)
-        .map(|k| t0 + (t1 - t0) * k as f64 / n as f64)
+        .map(|k| {
+            if k == n {
+                t1
+            } else {
+                t0 + (t1 - t0) * k as f64 / n as f64
+            }
+        })
         .collect()
 }
 

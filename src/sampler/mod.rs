@@ -24,6 +24,7 @@
 //!   | DPM-Solver++(2M) | [`dpmpp_2m_row`] | `z_s = (σ_s/σ_t) z − α_s expm1(−h) D` |
 //!   | Langevin corrector | [`langevin_row`] | `z ← z + δ ŝ + sqrt(2δ) ξ` |
 //!   | classifier-free guidance | [`guided`] | `p = p_u + w (p_c − p_u)` folded into any row |
+//!   | forward renoising | [`renoise_row`] | `z_t = (α_t/α_s) z_s + sqrt(σ_t² − (α_t/α_s)² σ_s²) ξ` |
 //!
 //!   with `ŝ = −ε̂/σ_t` the score, `f = α′/α`, `g² = 2σσ′ − 2fσ²` (DESIGN §5).
 //!
@@ -43,6 +44,7 @@ mod ddim;
 mod dpmpp;
 mod euler_maruyama;
 mod flow_euler;
+mod forward;
 mod guidance;
 mod heun;
 mod langevin;
@@ -54,11 +56,12 @@ pub use ddim::{ClipSample, Ddim, DdimOptions, churn_variance, ddim_row};
 pub use dpmpp::{DpmSolverPP2M, DpmppOptions, dpmpp_2m_row};
 pub use euler_maruyama::{EulerMaruyama, euler_maruyama_row};
 pub use flow_euler::{FlowEuler, flow_euler_row};
+pub use forward::renoise_row;
 pub use guidance::{Guided, guided};
 pub use heun::{Heun, heun_corrector_row, heun_predictor_row};
 pub use langevin::{CorrectorStep, PredictorCorrector, langevin_row};
 pub use pf_ode::{PfOdeEuler, pf_ode_euler_row};
-pub use plan::{Plan, PlanStage};
+pub use plan::{Composition, Plan, PlanStage};
 pub use steps::Steps;
 
 use crate::error::{Error, Result, check_finite};
@@ -73,7 +76,7 @@ use crate::schedule::{Schedule, ScheduleAt};
 ///
 /// The launch reads the state (slot [`STATE`]), the model output ([`MODEL`];
 /// and [`MODEL_UNCOND`](crate::rows::MODEL_UNCOND) under guidance), and, where
-/// the row has non-zero coefficients for it, the history slot [`HISTORY`]
+/// the row has non-zero coefficients for it, the history slot [`HISTORY`](crate::rows::HISTORY)
 /// (the `x̂` written by the last stage that wrote history). Its output becomes
 /// the new state.
 #[derive(Debug, Clone, Copy, PartialEq)]

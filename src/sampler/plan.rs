@@ -207,3 +207,85 @@ impl Plan {
         Ok(out)
     }
 }
+
+/// The final state of a run as a linear combination of what went in
+/// ([`Plan::composition`]):
+///
+/// ```text
+/// z_final = initial · z_start + Σ_k x_hat[k] · x̂_k + Σ_k noise[k] · ξ_k
+/// ```
+///
+/// where `x̂_k` is the data prediction made at stage `k` (the row's `x̂`) and
+/// `ξ_k` that stage's noise. This is how much each model prediction weighs
+/// in the sample (the seed post's churn figure).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Composition {
+    /// Weight of the starting state.
+    pub initial: f64,
+    /// Weight of each stage's `x̂`.
+    pub x_hat: Vec<f64>,
+    /// Weight of each stage's noise `ξ` (per element; 0 for stages without noise).
+    pub noise: Vec<f64>,
+}
+
+impl Plan {
+    /// Composes the rows of a shared-row, unguided, unclipped plan into the
+    /// weight of the start, of every stage's `x̂` and of every stage's noise
+    /// in the final state.
+    ///
+    /// Each row reads `p`, which is eliminated through the stage's `x̂`:
+    /// `x̂ = h_z z + h_p p`, so `p = (x̂ − h_z z)/h_p` and
+    /// `z′ = (o_z − o_p h_z/h_p) z + (o_p/h_p + o_x̂) x̂ + o_h·history + c_ξ ξ`,
+    /// with the history being the `x̂` of the last stage that wrote it.
+    pub fn composition(&self) -> Result<Composition> {
+        use crate::rows::{HISTORY, MODEL, STATE};
+        if self.width != 1 || self.guided {
+            return Err(Error::invalid(
+                "plan composition",
+                "needs one shared row per stage and no guidance",
+            ));
+        }
+        let k = self.stages.len();
+        // Variables: [z_start, x̂_0 … x̂_{k−1}, ξ_0 … ξ_{k−1}].
+        let n = 1 + 2 * k;
+        let mut state = vec![0.0; n];
+        state[0] = 1.0;
+        let mut history = vec![0.0; n];
+        for (i, st) in self.stages.iter().enumerate() {
+            let c = &st.rows[0];
+            if c.clip.is_some() {
+                return Err(Error::invalid(
+                    "plan composition",
+                    format!("stage {i} clamps x̂, which is not linear"),
+                ));
+            }
+            let (hz, hp) = (c.x_hat[STATE], c.x_hat[MODEL]);
+            if hp == 0.0 {
+                return Err(Error::invalid(
+                    "plan composition",
+                    format!("stage {i}: x̂ does not depend on the model output"),
+                ));
+            }
+            let a = c.out[STATE] - c.out[MODEL] * hz / hp;
+            let b = c.out[MODEL] / hp + c.out_x_hat;
+            let h = c.out[HISTORY];
+            let mut next: Vec<f64> = state
+                .iter()
+                .zip(&history)
+                .map(|(s, hi)| a * s + h * hi)
+                .collect();
+            next[1 + i] += b;
+            next[1 + k + i] += c.noise;
+            if st.writes_history {
+                history.iter_mut().for_each(|v| *v = 0.0);
+                history[1 + i] = 1.0;
+            }
+            state = next;
+        }
+        Ok(Composition {
+            initial: state[0],
+            x_hat: state[1..=k].to_vec(),
+            noise: state[1 + k..].to_vec(),
+        })
+    }
+}
