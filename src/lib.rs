@@ -24,6 +24,7 @@ pub mod reference;
 pub mod rng;
 pub mod rows;
 pub mod sampler;
+pub mod sampling;
 pub mod schedule;
 pub mod sde;
 pub mod tensor;

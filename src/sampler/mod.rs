@@ -1,1 +1,258 @@
-//! (in progress)
+//! Samplers (DESIGN §4): every update from `t` to `s < t` written once in
+//! `(x̂, ε̂)` form and turned, on the host in f64, into the coefficient row of
+//! one fused step launch. A sampler never sees a tensor.
+//!
+//! # Two layers
+//!
+//! * **Row builders**, one file per family: functions of
+//!   `(schedule, prediction, t, s, options)` returning a [`StepCoeffs`].
+//!   Each goes through [`Prediction::inverse`], so it works for every
+//!   prediction type: the model output `p` and the state `z` give
+//!   `x̂ = a₀ z + a₁ p`, `ε̂ = b₀ z + b₁ p`, and the update, affine in
+//!   `(z, x̂, ε̂, history, ξ)`, becomes affine in the kernel's input slots.
+//!   Per-sample times: call the builder once per sample.
+//!   The row always carries the `x̂` coefficients, so the kernel can write
+//!   `x̂` as history; without clipping, the update is folded into `out`.
+//!
+//!   | family | builder | update |
+//!   |---|---|---|
+//!   | DDIM / DDPM / Euler(-ancestral) | [`ddim_row`] | `z_s = α_s x̂ + sqrt(σ_s² − σ̃²) ε̂ + σ̃ ξ` |
+//!   | flow Euler | [`flow_euler_row`] | `z_s = z_t + (s − t)(α′ x̂ + σ′ ε̂)` |
+//!   | probability-flow ODE Euler | [`pf_ode_euler_row`] | `z_s = z_t + (s − t)(f z − ½ g² ŝ)` |
+//!   | reverse SDE Euler–Maruyama | [`euler_maruyama_row`] | `z_s = z_t + (s − t)(f z − ½(1+η²) g² ŝ) + η g sqrt(t − s) ξ` |
+//!   | Heun (EDM) | [`heun_predictor_row`], [`heun_corrector_row`] | predictor + trapezoid in `(x, ρ)` |
+//!   | DPM-Solver++(2M) | [`dpmpp_2m_row`] | `z_s = (σ_s/σ_t) z − α_s expm1(−h) D` |
+//!   | Langevin corrector | [`langevin_row`] | `z ← z + δ ŝ + sqrt(2δ) ξ` |
+//!   | classifier-free guidance | [`guided`] | `p = p_u + w (p_c − p_u)` folded into any row |
+//!   | forward renoising | [`renoise_row`] | `z_t = (α_t/α_s) z_s + sqrt(σ_t² − (α_t/α_s)² σ_s²) ξ` |
+//!
+//!   with `ŝ = −ε̂/σ_t` the score, `f = α′/α`, `g² = 2σσ′ − 2fσ²` (DESIGN §5).
+//!
+//! * **Sampler objects** implementing [`Sampler`]: a list of steps
+//!   ([`Steps`]) and, per step, its [`Stage`]s. Each stage is one model
+//!   evaluation at a stated time on the current state followed by one fused
+//!   step launch with a row. A [`Plan`] collects every stage of a run before
+//!   the first step (rows depend on the grid and settings only, never on the
+//!   data), so a backend uploads one row table; [`crate::sampling`] runs it.
+//!
+//! Errors: a time outside `[0, 1]` is [`Error::TimeOutOfRange`], `s ≥ t` is
+//! [`Error::StepDirection`], a prediction that cannot be inverted at that
+//! time is [`Error::NotInvertible`], a non-finite option or coefficient is
+//! [`Error::NonFinite`], a negative `η` or `δ` is [`Error::InvalidArgument`].
+
+mod ddim;
+mod dpmpp;
+mod euler_maruyama;
+mod flow_euler;
+mod forward;
+mod guidance;
+mod heun;
+mod langevin;
+mod pf_ode;
+mod plan;
+mod steps;
+
+pub use ddim::{ClipSample, Ddim, DdimOptions, churn_variance, ddim_row};
+pub use dpmpp::{DpmSolverPP2M, DpmppOptions, dpmpp_2m_row};
+pub use euler_maruyama::{EulerMaruyama, euler_maruyama_row};
+pub use flow_euler::{FlowEuler, flow_euler_row};
+pub use forward::renoise_row;
+pub use guidance::{Guided, guided};
+pub use heun::{Heun, heun_corrector_row, heun_predictor_row};
+pub use langevin::{CorrectorStep, PredictorCorrector, langevin_row};
+pub use pf_ode::{PfOdeEuler, pf_ode_euler_row};
+pub use plan::{Composition, Plan, PlanStage};
+pub use steps::Steps;
+
+use crate::error::{Error, Result, check_finite};
+use crate::param::{Inverse, Prediction};
+use crate::rng::Domain;
+use crate::rows::{MODEL, STATE, StepCoeffs};
+use crate::schedule::{Schedule, ScheduleAt};
+
+/// One stage of a sampler step: a model evaluation at time [`t`](Stage::t)
+/// on the current state, followed by one fused step launch with
+/// [`coeffs`](Stage::coeffs).
+///
+/// The launch reads the state (slot [`STATE`]), the model output ([`MODEL`];
+/// and [`MODEL_UNCOND`](crate::rows::MODEL_UNCOND) under guidance), and, where
+/// the row has non-zero coefficients for it, the history slot [`HISTORY`](crate::rows::HISTORY)
+/// (the `x̂` written by the last stage that wrote history). Its output becomes
+/// the new state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stage {
+    /// Diffusion time at which the model is evaluated on the current state.
+    pub t: f64,
+    /// The row of the fused launch.
+    pub coeffs: StepCoeffs,
+    /// Whether the launch writes its `x̂` output as history for a later stage.
+    pub writes_history: bool,
+    /// The noise domain if the stage draws noise
+    /// ([`Domain::SAMPLER_STEP`] or [`Domain::LANGEVIN`]); its stream is the
+    /// stage's index in the run (see [`PlanStage::stream`]).
+    pub noise: Option<Domain>,
+}
+
+impl Stage {
+    /// Which input slots the launch reads (non-zero coefficients).
+    pub fn reads(&self) -> [bool; 4] {
+        self.coeffs.reads()
+    }
+}
+
+/// A sampler: the steps it walks and, per step, its stages.
+///
+/// Implementations compute rows from the schedule, the prediction type, the
+/// step times and their options only, so [`Sampler::plan`] can compute every
+/// row of a run before the first step. Samplers compose: [`Guided`] folds
+/// classifier-free guidance into every stage of any sampler,
+/// [`PredictorCorrector`] adds Langevin corrector stages.
+///
+/// ```
+/// use gaussflow::sampler::{Ddim, DdimOptions, Sampler, Steps};
+/// use gaussflow::{Prediction, schedule::VpCosine};
+/// let steps = Steps::from_grid(&[1.0, 0.75, 0.5, 0.25, 0.0])?;
+/// let ddim = Ddim::new(VpCosine, Prediction::V, steps, DdimOptions::ddim())?;
+/// let plan = ddim.plan()?;
+/// assert_eq!(plan.stages().len(), 4);
+/// # Ok::<(), gaussflow::Error>(())
+/// ```
+pub trait Sampler {
+    /// Short name with settings, e.g. `ddim(η=1)`.
+    fn name(&self) -> String;
+
+    /// The schedule the rows are computed for.
+    fn schedule(&self) -> &dyn Schedule;
+
+    /// What the model predicts.
+    fn prediction(&self) -> Prediction;
+
+    /// The `(t, s)` steps, in order.
+    fn steps(&self) -> &Steps;
+
+    /// The times the state visits: every step's `t`, then the last `s`.
+    fn grid(&self) -> Vec<f64> {
+        self.steps().grid()
+    }
+
+    /// Whether every model evaluation has two outputs, conditional
+    /// ([`MODEL`]) and unconditional ([`MODEL_UNCOND`](crate::rows::MODEL_UNCOND)).
+    fn guided(&self) -> bool {
+        false
+    }
+
+    /// The stages of step `step`, in order. Errors if `step` is out of range
+    /// or a row cannot be built.
+    fn stages(&self, step: usize) -> Result<Vec<Stage>>;
+
+    /// Every stage of the run, rows computed up front.
+    fn plan(&self) -> Result<Plan>
+    where
+        Self: Sized,
+    {
+        Plan::new(self)
+    }
+}
+
+/// Checked schedule values at the two ends of a step from `t` to `s < t`:
+/// both times in `[0, 1]` first, then the direction.
+pub(crate) fn step_ends<S: Schedule + ?Sized>(
+    schedule: &S,
+    t: f64,
+    s: f64,
+) -> Result<(ScheduleAt, ScheduleAt)> {
+    let at_t = schedule.at(t)?;
+    let at_s = schedule.at(s)?;
+    // `!(s < t)` rather than `s >= t` so that no NaN slips through (they are
+    // already rejected by `at`, but the direction check must not rely on it).
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    if !(s < t) {
+        return Err(Error::StepDirection { t, s });
+    }
+    Ok((at_t, at_s))
+}
+
+/// A non-negative, finite option such as `η` or `δ`.
+pub(crate) fn non_negative(what: &str, v: f64) -> Result<f64> {
+    check_finite(|| what.to_string(), v)?;
+    if v < 0.0 {
+        return Err(Error::invalid(what, format!("{v} must be ≥ 0")));
+    }
+    Ok(v)
+}
+
+/// The score `ŝ = −ε̂/σ` needs `σ > 0`; where `σ = 0` the score (and so the
+/// probability-flow ODE, the reverse SDE and Langevin dynamics) is undefined.
+pub(crate) fn require_score(prediction: Prediction, at: &ScheduleAt) -> Result<()> {
+    if at.sigma > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::NotInvertible {
+            prediction,
+            t: at.t,
+            reason: format!(
+                "the score −ε̂/σ is undefined where σ = {} (needed by this sampler)",
+                at.sigma
+            ),
+        })
+    }
+}
+
+/// The row of `out = c_z z + c_x x̂ + c_e ε̂ + c_ξ ξ` with `(x̂, ε̂)` from the
+/// state and the model output through `inv`; `x̂` coefficients kept for the
+/// history output, no clipping.
+pub(crate) fn combine(inv: &Inverse, c_z: f64, c_x: f64, c_e: f64, c_xi: f64) -> StepCoeffs {
+    let mut c = StepCoeffs::default();
+    c.x_hat[STATE] = inv.x_hat[0];
+    c.x_hat[MODEL] = inv.x_hat[1];
+    c.out[STATE] = c_z + c_x * inv.x_hat[0] + c_e * inv.eps_hat[0];
+    c.out[MODEL] = c_x * inv.x_hat[1] + c_e * inv.eps_hat[1];
+    c.noise = c_xi;
+    c
+}
+
+/// Errors with [`Error::NonFinite`] unless every coefficient of the row is
+/// finite (a positive clip bound is checked when narrowing).
+pub(crate) fn finish(what: impl Fn() -> String, c: StepCoeffs) -> Result<StepCoeffs> {
+    for k in 0..4 {
+        check_finite(|| format!("{} coefficient x_hat[{k}]", what()), c.x_hat[k])?;
+        check_finite(|| format!("{} coefficient out[{k}]", what()), c.out[k])?;
+    }
+    check_finite(|| format!("{} coefficient out_x_hat", what()), c.out_x_hat)?;
+    check_finite(|| format!("{} noise coefficient", what()), c.noise)?;
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rows::HISTORY;
+    use crate::schedule::VpCosine;
+
+    #[test]
+    fn step_ends_checks_range_before_direction() {
+        assert!(matches!(
+            step_ends(&VpCosine, 0.5, 1.5),
+            Err(Error::TimeOutOfRange { .. })
+        ));
+        assert!(matches!(
+            step_ends(&VpCosine, 0.5, 0.5),
+            Err(Error::StepDirection { .. })
+        ));
+        assert!(step_ends(&VpCosine, 0.5, 0.25).is_ok());
+    }
+
+    #[test]
+    fn combine_folds_history_free_update() {
+        let inv = Inverse {
+            x_hat: [2.0, 3.0],
+            eps_hat: [5.0, 7.0],
+        };
+        let c = combine(&inv, 1.0, 10.0, 100.0, 0.5);
+        assert_eq!(c.out[STATE], 1.0 + 20.0 + 500.0);
+        assert_eq!(c.out[MODEL], 30.0 + 700.0);
+        assert_eq!(c.out[HISTORY], 0.0);
+        assert_eq!(c.x_hat[STATE], 2.0);
+        assert_eq!(c.noise, 0.5);
+    }
+}

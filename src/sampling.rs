@@ -1,0 +1,262 @@
+//! Running a sampler on an [`Engine`]: the loop driver.
+//!
+//! A [`Driver`] takes a [`Plan`] (every stage of a run, rows computed up
+//! front), uploads its row table once, and then, stage after stage:
+//!
+//! 1. calls the user's model with the current state and the stage's model
+//!    time(s), which fills the model output (and, under classifier-free
+//!    guidance, the unconditional output);
+//! 2. launches one fused [`Engine::step`] reading the state, the output(s)
+//!    and, where the row asks, the history; it writes the next state (and
+//!    `x̂` as history when the stage says so), with Philox noise keyed by the
+//!    caller's seed, the stage index as stream, and the stage's domain.
+//!
+//! States and histories ping-pong between two device tensors each, so no
+//! launch reads what it writes and nothing returns to the host inside the
+//! loop except through the user's model.
+//!
+//! ```
+//! use gaussflow::sampler::{Ddim, DdimOptions, Sampler, Steps};
+//! use gaussflow::sampling::{Driver, prior_sample};
+//! use gaussflow::{DType, Engine, HostTensor, Prediction, SampleIds, Shape, schedule::VpCosine};
+//!
+//! let engine = Engine::cpu();
+//! // ε-prediction cannot start at t = 1 (α = 0 there): start just below.
+//! let steps = Steps::from_grid(&[0.99, 0.75, 0.5, 0.25, 0.0])?;
+//! let sampler = Ddim::new(VpCosine, Prediction::Eps, steps, DdimOptions::ddpm())?;
+//! let driver = Driver::new(&engine, sampler.plan()?)?;
+//!
+//! let shape = Shape::new(4, 8);
+//! let z1 = prior_sample(&engine, shape, DType::F32, 1.0, 7, SampleIds::Offset(0))?;
+//! let x0 = driver.run(&z1, 7, SampleIds::Offset(0), |call| {
+//!     // An ε-prediction model for data N(0, I): ε̂ = σ z (VP).
+//!     let z = engine.download(&call.state.view())?.to_f32_vec();
+//!     let sigma = (std::f64::consts::FRAC_PI_2 * call.t[0]).sin() as f32;
+//!     let eps: Vec<f32> = z.iter().map(|v| sigma * v).collect();
+//!     *call.output = engine.upload(&HostTensor::from_f32(shape, &eps, DType::F32)?)?;
+//!     Ok(())
+//! })?;
+//! assert_eq!(x0.shape(), shape);
+//! assert!(engine.download(&x0.view())?.to_f32_vec().iter().all(|v| v.is_finite()));
+//! # Ok::<(), gaussflow::Error>(())
+//! ```
+
+use crate::backend::{Engine, Noise, NoiseOp, RowTable, SampleIds, StepOp};
+use crate::error::{Error, Result};
+use crate::rng::{Domain, NoiseKey};
+use crate::rows::{HISTORY, MODEL, MODEL_UNCOND, NoiseRow, STATE, StepRow};
+use crate::sampler::{Plan, Sampler};
+use crate::tensor::{DType, HostTensor, Shape, Tensor};
+
+/// The Philox stream of the prior sample drawn by [`prior_sample`]
+/// (domain [`Domain::SAMPLER_STEP`]): no plan stage reaches it, since plans
+/// have at most `u32::MAX` stages (streams `0 … u32::MAX − 1`).
+pub const PRIOR_STREAM: u32 = u32::MAX;
+
+/// What the model is asked for at one stage.
+#[derive(Debug)]
+pub struct ModelCall<'a> {
+    /// Index of the stage in the run (also its noise stream).
+    pub index: usize,
+    /// The sampler step the stage belongs to.
+    pub step: usize,
+    /// The stage within its step.
+    pub stage: usize,
+    /// The diffusion time of each sample (length `B`); map it to the
+    /// model's own convention (`1000 t`, a discrete timestep, `ρ`, …).
+    pub t: &'a [f64],
+    /// The current state `z`, `[B, D]`.
+    pub state: &'a Tensor,
+    /// Fill with the model output (the conditional one under guidance):
+    /// write into it, or replace it with a tensor of the same shape and dtype
+    /// on the same engine.
+    pub output: &'a mut Tensor,
+    /// Under guidance, fill with the unconditional output; `None` otherwise.
+    pub uncond: Option<&'a mut Tensor>,
+}
+
+/// Runs a [`Plan`] on an [`Engine`]; the row table is uploaded once, in
+/// [`Driver::new`], and reused by every [`Driver::run`].
+#[derive(Debug)]
+pub struct Driver<'e> {
+    engine: &'e Engine,
+    plan: Plan,
+    table: RowTable<StepRow>,
+}
+
+impl<'e> Driver<'e> {
+    /// Narrows the plan's rows to f32 and uploads them to the engine.
+    pub fn new(engine: &'e Engine, plan: Plan) -> Result<Self> {
+        if plan.stages().is_empty() {
+            return Err(Error::invalid("plan", "no stages"));
+        }
+        let table = engine.upload_rows(&plan.rows()?)?;
+        Ok(Driver {
+            engine,
+            plan,
+            table,
+        })
+    }
+
+    /// The plan being run.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Runs the whole plan from `initial` (`[B, D]`, the state at the first
+    /// step's `t`) and returns the final state. Noise of stage `i` is
+    /// Philox `(seed, stream i, the stage's domain)` for the sample ids
+    /// `ids`. `model` is called once per stage, in order.
+    pub fn run<F>(
+        &self,
+        initial: &Tensor,
+        seed: u64,
+        ids: SampleIds<'_>,
+        mut model: F,
+    ) -> Result<Tensor>
+    where
+        F: FnMut(ModelCall<'_>) -> Result<()>,
+    {
+        let engine = self.engine;
+        let (shape, dtype) = (initial.shape(), initial.dtype());
+        let width = self.plan.width();
+        if width != 1 && width != shape.batch {
+            return Err(Error::Length {
+                what: "per-sample plan width (rows per stage) vs batch".into(),
+                expected: shape.batch,
+                got: width,
+            });
+        }
+        let mut next = engine.alloc(shape, dtype)?;
+        let mut cur = engine.alloc(shape, dtype)?;
+        let mut output = engine.alloc(shape, dtype)?;
+        let mut uncond = if self.plan.guided() {
+            Some(engine.alloc(shape, dtype)?)
+        } else {
+            None
+        };
+        // History slots start at zero: a row with a zero history coefficient
+        // must not meet NaN garbage (0 · NaN = NaN).
+        let (mut hist_read, mut hist_write) = if self.plan.uses_history() {
+            let zeros = HostTensor::from_f32(shape, &vec![0.0; shape.len()?], dtype)?;
+            (Some(engine.upload(&zeros)?), Some(engine.upload(&zeros)?))
+        } else {
+            (None, None)
+        };
+        let mut times = vec![0.0; shape.batch];
+        for (i, st) in self.plan.stages().iter().enumerate() {
+            let state: &Tensor = if i == 0 { initial } else { &cur };
+            if st.t.len() == 1 {
+                times.fill(st.t[0]);
+            } else {
+                times.copy_from_slice(&st.t);
+            }
+            model(ModelCall {
+                index: i,
+                step: st.step,
+                stage: st.stage,
+                t: &times,
+                state,
+                output: &mut output,
+                uncond: uncond.as_mut(),
+            })?;
+            let reads = st.reads();
+            let mut inputs = [None, None, None, None];
+            inputs[STATE] = Some(state.view());
+            inputs[MODEL] = Some(output.view());
+            if reads[MODEL_UNCOND] {
+                inputs[MODEL_UNCOND] = uncond.as_ref().map(|u| u.view());
+            }
+            if reads[HISTORY] {
+                inputs[HISTORY] = hist_read.as_ref().map(|h| h.view());
+            }
+            let noise = st.noise.map(|domain| Noise::Philox {
+                key: NoiseKey {
+                    seed,
+                    stream: st.stream,
+                    domain,
+                },
+                ids,
+            });
+            let x_hat = if st.writes_history {
+                hist_write.as_mut().map(|h| h.view_mut())
+            } else {
+                None
+            };
+            engine.step(StepOp {
+                inputs,
+                rows: self.table.rows(i * width, width)?,
+                noise,
+                out: next.view_mut(),
+                x_hat,
+            })?;
+            std::mem::swap(&mut cur, &mut next);
+            if st.writes_history {
+                std::mem::swap(&mut hist_read, &mut hist_write);
+            }
+        }
+        Ok(cur)
+    }
+}
+
+/// Plans and runs `sampler` in one call (see [`Driver::run`]).
+pub fn sample<F>(
+    engine: &Engine,
+    sampler: &dyn Sampler,
+    initial: &Tensor,
+    seed: u64,
+    ids: SampleIds<'_>,
+    model: F,
+) -> Result<Tensor>
+where
+    F: FnMut(ModelCall<'_>) -> Result<()>,
+{
+    Driver::new(engine, Plan::new(sampler)?)?.run(initial, seed, ids, model)
+}
+
+/// A draw from the prior `N(0, scale² I)`, `[B, D]` (scale = `σ` at the
+/// first step's `t`, 1 for VP and flow schedules at `t = 1`): one fused
+/// noising launch with Philox key `(seed, PRIOR_STREAM, SAMPLER_STEP)`, so
+/// with the same seed and ids a sample's start does not depend on its batch.
+pub fn prior_sample(
+    engine: &Engine,
+    shape: Shape,
+    dtype: DType,
+    scale: f64,
+    seed: u64,
+    ids: SampleIds<'_>,
+) -> Result<Tensor> {
+    let row = crate::rows::NoiseCoeffs {
+        a: 0.0,
+        b: scale,
+        c: 0.0,
+        d: 0.0,
+    }
+    .to_row()?;
+    let x = engine.upload(&HostTensor::from_f32(
+        shape,
+        &vec![0.0; shape.len()?],
+        dtype,
+    )?)?;
+    let mut z = engine.alloc(shape, dtype)?;
+    engine.noise(NoiseOp {
+        x: x.view(),
+        rows: (&row as &NoiseRow).into(),
+        noise: Noise::Philox {
+            key: prior_key(seed),
+            ids,
+        },
+        z: z.view_mut(),
+        target: None,
+    })?;
+    Ok(z)
+}
+
+/// The Philox key of [`prior_sample`].
+pub fn prior_key(seed: u64) -> NoiseKey {
+    NoiseKey {
+        seed,
+        stream: PRIOR_STREAM,
+        domain: Domain::SAMPLER_STEP,
+    }
+}
