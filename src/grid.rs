@@ -589,7 +589,8 @@ pub fn euler_timesteps(
 /// schedule's training sigmas ([`Discrete::diffusers_sigmas`]) at each
 /// timestep (clamped to the ends), then the final σ, as float32. For a
 /// [`Precision::Diffusers`] schedule this is diffusers' `scheduler.sigmas`
-/// bit for bit.
+/// to 1 ulp (diffusers' table goes through PyTorch's MKL float32 square
+/// root, which is not correctly rounded; see [`Discrete`]).
 pub fn euler_sigmas(schedule: &Discrete, timesteps: &[f32], last: FinalSigma) -> Vec<f32> {
     let table = schedule.diffusers_sigmas();
     let xp: Vec<f64> = (0..table.len()).map(|k| k as f64).collect();

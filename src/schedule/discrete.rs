@@ -18,11 +18,21 @@
 //! diffusers' Euler scheduler then replaces `ᾱ_{N−1} = 0` by `2⁻²⁴` so that
 //! its `σ/α` stays finite; [`ZeroSnrTerminal`] selects either behaviour.
 //!
-//! [`Precision::Diffusers`] reproduces diffusers' float32 arithmetic bit for
-//! bit (`torch.linspace` in f32 with its fused multiply-adds, the cosine
-//! betas in f64 then rounded to f32, `1 − β` in f32, `torch.cumprod` with
-//! its f64 accumulator rounded to f32 at every element, the zero-SNR rescale
-//! in f32); [`Precision::F64`] evaluates the same formulas in f64.
+//! [`Precision::Diffusers`] reproduces diffusers' float32 arithmetic
+//! (`torch.linspace` in f32 with its fused multiply-adds, the cosine betas
+//! in f64 then rounded to f32, `1 − β` in f32, `torch.cumprod` with its f64
+//! accumulator rounded to f32 at every element, the zero-SNR rescale in f32);
+//! [`Precision::F64`] evaluates the same formulas in f64. The `linear`,
+//! `scaled_linear` and `squaredcos_cap_v2` betas and `ᾱ` then match
+//! diffusers bit for bit. One operation cannot be copied portably: PyTorch's
+//! CPU float32 `sqrt` calls MKL's VML (`vmsSqrt`, HA mode), which is not
+//! correctly rounded (errors up to 0.75 ulp seen, depending on the CPU), and
+//! the zero-SNR rescale takes `√ᾱ`; gaussflow uses the correctly rounded
+//! square root there, which leaves zero-SNR `ᾱ` within ~5e-6 relative of
+//! diffusers' (their betas differ more, ~1e-3 relative, since
+//! `β = 1 − ᾱ_k/ᾱ_{k−1}` cancels). Where bit-exact values matter, hand in
+//! diffusers' own `scheduler.alphas_cumprod` with
+//! [`Discrete::from_alphas_cumprod`].
 //!
 //! # The continuous view (DESIGN §4a)
 //!
@@ -553,8 +563,8 @@ impl Discrete {
 
     /// diffusers' training sigmas `((1 − ᾱ_k)/ᾱ_k)^½` in step order, computed
     /// in the schedule's precision (float32 for [`Precision::Diffusers`], as
-    /// diffusers' `EulerDiscreteScheduler` does, so its values match bit for
-    /// bit), returned as f64.
+    /// diffusers' `EulerDiscreteScheduler` does; its `** 0.5` is MKL's
+    /// float32 square root, so values agree to 1 ulp), returned as f64.
     pub fn diffusers_sigmas(&self) -> Vec<f64> {
         match self.precision {
             Precision::F64 => self.rho_k.clone(),
