@@ -518,7 +518,7 @@ fn step_times(ks: &[f64], n_train: usize, last: FinalSigma) -> Vec<f64> {
     let nf = n_train as f64;
     let mut t: Vec<f64> = ks
         .iter()
-        .map(|&k| (k.min((n_train - 1) as f64) + 1.0) / nf)
+        .map(|&k| (k + 1.0) / nf)
         .collect();
     t.push(match last {
         FinalSigma::Zero => 0.0,
@@ -608,8 +608,11 @@ pub fn euler_sigmas(schedule: &Discrete, timesteps: &[f32], last: FinalSigma) ->
 /// The Euler / Heun grid over a discrete schedule: `t = (k + 1)/N` at each
 /// (fractional) timestep of [`euler_timesteps`] — where the schedule's
 /// continuous view has `σ/α` equal to diffusers' interpolated σ — then the
-/// final σ. Timesteps past `N − 1` are clamped, as `np.interp` does, while
-/// the model timesteps keep diffusers' values.
+/// final σ. The model timesteps are diffusers' float32 values.
+///
+/// Errors on a timestep past `N − 1` (`leading` with `steps_offset = 1` and
+/// `n = N`): diffusers clamps it to the last σ, so its first step has zero
+/// length, which a grid cannot express.
 pub fn euler_grid(
     schedule: &Discrete,
     n: usize,
@@ -622,6 +625,15 @@ pub fn euler_grid(
         .into_iter()
         .map(f64::from)
         .collect();
+    if let Some(k) = ks.iter().find(|&&k| k > (n_train - 1) as f64) {
+        return Err(invalid(
+            "Euler grid",
+            format!(
+                "timestep {k} lies past the last training step {}: diffusers clamps it, making a zero-length step",
+                n_train - 1
+            ),
+        ));
+    }
     Grid::with_timesteps(step_times(&ks, n_train, last), ks)
 }
 
