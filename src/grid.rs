@@ -516,10 +516,7 @@ pub fn dpm_solver_timesteps(
 
 fn step_times(ks: &[f64], n_train: usize, last: FinalSigma) -> Vec<f64> {
     let nf = n_train as f64;
-    let mut t: Vec<f64> = ks
-        .iter()
-        .map(|&k| (k + 1.0) / nf)
-        .collect();
+    let mut t: Vec<f64> = ks.iter().map(|&k| (k + 1.0) / nf).collect();
     t.push(match last {
         FinalSigma::Zero => 0.0,
         FinalSigma::SigmaMin => 1.0 / nf,

@@ -10,10 +10,10 @@ use gaussflow::grid::{
     self, DdimFinal, FinalSigma, FlowMatch, FlowShift, Spacing, ddim_steps, ddim_timesteps,
     kdiffusion,
 };
+use gaussflow::schedule::compat::torch_linspace_f64;
 use gaussflow::schedule::{
     BetaSchedule, Discrete, DiscreteConfig, Flow, Precision, ZeroSnrTerminal,
 };
-use gaussflow::schedule::compat::torch_linspace_f64;
 use golden::{Case, close_rel, ulps_f32};
 
 fn beta_schedule(cfg: &golden::Json) -> BetaSchedule {
@@ -56,7 +56,10 @@ fn assert_bits(what: &str, got: &[f64], want: &[f32]) {
 fn assert_rel(what: &str, got: &[f64], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        assert!(close_rel(g, w, tol), "{what}[{i}]: got {g:e}, want {w:e} (rel tol {tol:e})");
+        assert!(
+            close_rel(g, w, tol),
+            "{what}[{i}]: got {g:e}, want {w:e} (rel tol {tol:e})"
+        );
     }
 }
 
@@ -74,16 +77,28 @@ fn betas_and_alphas_cumprod_every_case() {
         if !zsnr {
             // diffusers' own float32 arithmetic, bit for bit.
             assert_bits(&format!("{id} betas"), d.betas(), &want_betas);
-            assert_bits(&format!("{id} alphas_cumprod"), d.alphas_cumprod(), &want_ab);
+            assert_bits(
+                &format!("{id} alphas_cumprod"),
+                d.alphas_cumprod(),
+                &want_ab,
+            );
         } else {
             // The rescale takes PyTorch's float32 sqrt (MKL VML, not
             // correctly rounded), which gaussflow cannot copy portably: ᾱ to
             // ~5e-6 relative (the README's f32-vs-f64 scale is ~4e-5), β to
             // ~3e-6 absolute (β = 1 − ᾱ_k/ᾱ_{k−1} cancels).
             let want: Vec<f64> = want_ab.iter().map(|&v| f64::from(v)).collect();
-            assert_rel(&format!("{id} alphas_cumprod"), d.alphas_cumprod(), &want, 1e-5);
+            assert_rel(
+                &format!("{id} alphas_cumprod"),
+                d.alphas_cumprod(),
+                &want,
+                1e-5,
+            );
             for (k, (&b, &w)) in d.betas().iter().zip(&want_betas).enumerate() {
-                assert!((b - f64::from(w)).abs() < 5e-6, "{id} betas[{k}]: {b} vs {w}");
+                assert!(
+                    (b - f64::from(w)).abs() < 5e-6,
+                    "{id} betas[{k}]: {b} vs {w}"
+                );
             }
             assert_eq!(d.alphas_cumprod()[999], 0.0, "{id}: zero terminal SNR");
             assert_eq!(d.betas()[999], 1.0);
@@ -114,12 +129,22 @@ fn betas_and_alphas_cumprod_every_case() {
         };
         let golden_ab: Vec<f64> = want_ab.iter().map(|&v| f64::from(v)).collect();
         let want = case.f64("outputs.max_rel_diff_f32_vs_f64_alphas_cumprod");
-        assert!(close_rel(max_rel(&golden_ab), want, 1e-3), "{id}: golden's own f32 vs f64");
+        assert!(
+            close_rel(max_rel(&golden_ab), want, 1e-3),
+            "{id}: golden's own f32 vs f64"
+        );
         let ours = max_rel(d.alphas_cumprod());
         let tol = if zsnr { 0.2 } else { 1e-9 };
-        assert!(close_rel(ours, want, tol), "{id}: f32 vs f64 max rel diff {ours:e}, golden {want:e}");
+        assert!(
+            close_rel(ours, want, tol),
+            "{id}: f32 vs f64 max rel diff {ours:e}, golden {want:e}"
+        );
         if zsnr {
-            assert_eq!(d64.alphas_cumprod()[999], 0.0, "{id}: zero terminal SNR (f64)");
+            assert_eq!(
+                d64.alphas_cumprod()[999],
+                0.0,
+                "{id}: zero terminal SNR (f64)"
+            );
         }
     }
 }
@@ -133,9 +158,18 @@ fn euler_training_sigmas() {
         let want_ab = case.array("outputs.alphas_cumprod").f32s();
         if case.config().at("rescale_betas_zero_snr").as_bool() {
             let want: Vec<f64> = want_ab.iter().map(|&v| f64::from(v)).collect();
-            assert_rel(&format!("{id} alphas_cumprod"), d.alphas_cumprod(), &want, 1e-5);
+            assert_rel(
+                &format!("{id} alphas_cumprod"),
+                d.alphas_cumprod(),
+                &want,
+                1e-5,
+            );
         } else {
-            assert_bits(&format!("{id} alphas_cumprod"), d.alphas_cumprod(), &want_ab);
+            assert_bits(
+                &format!("{id} alphas_cumprod"),
+                d.alphas_cumprod(),
+                &want_ab,
+            );
         }
         // sigmas = ((1 − ᾱ)/ᾱ)^½ flipped, then a trailing 0; the `** 0.5` is
         // PyTorch's MKL float32 sqrt, so to 1 ulp.
@@ -148,7 +182,10 @@ fn euler_training_sigmas() {
             assert_eq!(a as f32 as f64, a, "{id}: the table is float32");
             if zsnr {
                 // ᾱ itself to ~5e-6 (see above).
-                assert!(close_rel(a, f64::from(b), 1e-5), "{id} sigmas[{i}]: {a} vs {b}");
+                assert!(
+                    close_rel(a, f64::from(b), 1e-5),
+                    "{id} sigmas[{i}]: {a} vs {b}"
+                );
             } else {
                 assert!(ulps_f32(a as f32, b) <= 1, "{id} sigmas[{i}]: {a} vs {b}");
             }
@@ -240,11 +277,23 @@ fn ddim_loop_steps() {
             let want_t = rec.at("model_ab").as_f64();
             let want_s = rec.at("alpha_prod_t_prev_used").as_f64();
             let tol = if zsnr { 1e-5 } else { 1e-15 };
-            assert!(close_rel(ab_t, want_t, tol), "{id} k={}: ᾱ_t {ab_t} vs {want_t}", st.timestep);
-            assert!(close_rel(ab_s, want_s, tol), "{id} k={}: ᾱ_s {ab_s} vs {want_s}", st.timestep);
+            assert!(
+                close_rel(ab_t, want_t, tol),
+                "{id} k={}: ᾱ_t {ab_t} vs {want_t}",
+                st.timestep
+            );
+            assert!(
+                close_rel(ab_s, want_s, tol),
+                "{id} k={}: ᾱ_s {ab_s} vs {want_s}",
+                st.timestep
+            );
         }
         if id == "ddim_zsnr_trailing_v_eta0" {
-            assert_eq!(sched.alpha(steps[0].t), 0.0, "zero-SNR first step has α = 0 exactly");
+            assert_eq!(
+                sched.alpha(steps[0].t),
+                0.0,
+                "zero-SNR first step has α = 0 exactly"
+            );
         }
     }
 }
@@ -299,7 +348,11 @@ fn flow_match_grids_every_case() {
         for rec in case.steps() {
             let i = rec.at("i").as_i64() as usize;
             assert_eq!(grid.t[i], rec.at("sigma").as_f64(), "{id} step {i} sigma");
-            assert_eq!(grid.t[i + 1], rec.at("sigma_next").as_f64(), "{id} step {i} sigma_next");
+            assert_eq!(
+                grid.t[i + 1],
+                rec.at("sigma_next").as_f64(),
+                "{id} step {i} sigma_next"
+            );
             assert_eq!(
                 grid.model_timesteps.as_ref().unwrap()[i],
                 rec.at("timestep").as_f64(),
@@ -331,8 +384,14 @@ fn kdiffusion_sigma_lists() {
     let g = golden::load("kdiffusion.json");
     let (smin, smax) = (0.03, 14.6);
     let ours = [
-        ("karras", kdiffusion::sigmas_karras(20, smin, smax, 7.0).unwrap()),
-        ("exponential", kdiffusion::sigmas_exponential(20, smin, smax).unwrap()),
+        (
+            "karras",
+            kdiffusion::sigmas_karras(20, smin, smax, 7.0).unwrap(),
+        ),
+        (
+            "exponential",
+            kdiffusion::sigmas_exponential(20, smin, smax).unwrap(),
+        ),
         (
             "polyexponential_rho1",
             kdiffusion::sigmas_polyexponential(20, smin, smax, 1.0).unwrap(),
@@ -344,7 +403,12 @@ fn kdiffusion_sigma_lists() {
     for (name, v) in &ours {
         assert_eq!(v.len(), 21);
         assert_eq!(v[20], 0.0);
-        assert_rel(&format!("{name} f64"), v, &c64.array(&format!("outputs.{name}")).f64s(), 1e-12);
+        assert_rel(
+            &format!("{name} f64"),
+            v,
+            &c64.array(&format!("outputs.{name}")).f64s(),
+            1e-12,
+        );
         // k-diffusion's default float32 build rounds every operation to
         // float32 (and uses MKL's exp/pow), so it is compared at float32
         // accuracy: a few ulps, times the conditioning of the VP list's
@@ -359,12 +423,20 @@ fn kdiffusion_sigma_lists() {
                 1.0
             };
             let tol = 8.0 * f64::from(f32::EPSILON) * cond;
-            assert!(close_rel(a, f64::from(b), tol), "{name} f32[{i}]: {a} vs {b} (tol {tol:e})");
+            assert!(
+                close_rel(a, f64::from(b), tol),
+                "{name} f32[{i}]: {a} vs {b} (tol {tol:e})"
+            );
         }
     }
     // The loops' recorded sigmas are the f64 Karras list.
     for case in g.cases_by_function("sample_") {
-        assert_rel(case.id(), &ours[0].1, &case.array("inputs.sigmas").f64s(), 1e-12);
+        assert_rel(
+            case.id(),
+            &ours[0].1,
+            &case.array("inputs.sigmas").f64s(),
+            1e-12,
+        );
     }
 }
 
@@ -372,15 +444,24 @@ fn kdiffusion_sigma_lists() {
 /// same σ/α values through a schedule: `ρ(t(ρ_i)) = ρ_i`.
 #[test]
 fn karras_grid_through_a_schedule() {
-    let d = DiscreteConfig::new(BetaSchedule::scaled_linear()).build().unwrap();
+    let d = DiscreteConfig::new(BetaSchedule::scaled_linear())
+        .build()
+        .unwrap();
     let rho = d.rho_table();
     let (lo, hi) = (rho[0], rho[999]);
-    let g = grid::karras(&d, 20, lo, hi, 7.0).unwrap().with_final_zero().unwrap();
+    let g = grid::karras(&d, 20, lo, hi, 7.0)
+        .unwrap()
+        .with_final_zero()
+        .unwrap();
     let want = kdiffusion::sigmas_karras(20, lo, hi, 7.0).unwrap();
     assert_eq!(g.t.len(), 21);
     assert_eq!(*g.t.last().unwrap(), 0.0);
     for (t, r) in g.t.iter().zip(&want) {
-        assert!(close_rel(d.rho(*t), *r, 1e-12), "ρ(t) = {} vs {r}", d.rho(*t));
+        assert!(
+            close_rel(d.rho(*t), *r, 1e-12),
+            "ρ(t) = {} vs {r}",
+            d.rho(*t)
+        );
     }
     let f = grid::karras(&Flow, 10, 0.01, 50.0, 7.0).unwrap();
     assert!(close_rel(Flow.rho(f.t[0]), 50.0, 1e-12));

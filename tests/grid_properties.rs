@@ -21,20 +21,33 @@ fn uniform_t_grid() {
 
 #[test]
 fn uniform_log_snr_grid_is_evenly_spaced_in_lambda() {
-    for s in [&VpCosine as &dyn Schedule, &VpLinear::default(), &Flow, &Ve::default()] {
+    for s in [
+        &VpCosine as &dyn Schedule,
+        &VpLinear::default(),
+        &Flow,
+        &Ve::default(),
+    ] {
         let g = grid::uniform_log_snr(s, 10, 0.95, 0.02).unwrap();
         assert_eq!((g.t[0], g.t[10]), (0.95, 0.02));
         let l: Vec<f64> = g.t.iter().map(|&t| s.log_snr(t)).collect();
         let d = (l[10] - l[0]) / 10.0;
         for i in 0..10 {
-            assert!(((l[i + 1] - l[i]) - d).abs() < 1e-9 * d.abs(), "{}: λ step {i}", s.name());
+            assert!(
+                ((l[i + 1] - l[i]) - d).abs() < 1e-9 * d.abs(),
+                "{}: λ step {i}",
+                s.name()
+            );
         }
         // λ is infinite at t = 0: a clear error, and with_final_zero as the way out.
         let at_zero = grid::uniform_log_snr(s, 10, 0.95, 0.0);
         if s.log_snr(0.0).is_finite() {
             assert!(at_zero.is_ok(), "{}", s.name());
         } else {
-            assert!(matches!(at_zero, Err(Error::NonFinite { .. })), "{}", s.name());
+            assert!(
+                matches!(at_zero, Err(Error::NonFinite { .. })),
+                "{}",
+                s.name()
+            );
         }
         let z = g.with_final_zero().unwrap();
         assert_eq!(z.t.len(), 12);
@@ -112,9 +125,16 @@ fn a_shift_is_applied_exactly_once() {
         let u = u0 + (u1 - u0) * i as f64 / (n - 1) as f64;
         let once = shift_time(u, s);
         let twice = shift_time(once, s);
-        assert!((g.t[i] - once).abs() < 1e-14, "grid σ[{i}] = {} vs shift(u) = {once}", g.t[i]);
+        assert!(
+            (g.t[i] - once).abs() < 1e-14,
+            "grid σ[{i}] = {} vs shift(u) = {once}",
+            g.t[i]
+        );
         if i > 0 {
-            assert!((g.t[i] - twice).abs() > 1e-3, "grid σ[{i}] must not be shifted twice");
+            assert!(
+                (g.t[i] - twice).abs() > 1e-3,
+                "grid σ[{i}] must not be shifted twice"
+            );
         }
         // The same σ through the schedule instead: the shift in Shifted,
         // the grid unshifted.
@@ -170,34 +190,94 @@ fn flow_match_dynamic_shift_is_a_shift_by_e_mu() {
 #[test]
 fn bad_inputs_give_clear_errors() {
     use Error::*;
-    assert!(matches!(grid::uniform_t(0, 1.0, 0.0), Err(InvalidArgument { .. })));
-    assert!(matches!(grid::uniform_t(4, 1.2, 0.0), Err(TimeOutOfRange { .. })));
-    assert!(matches!(grid::uniform_t(4, 0.5, 0.5), Err(InvalidArgument { .. })));
-    assert!(matches!(grid::uniform_t(4, f64::NAN, 0.0), Err(TimeOutOfRange { .. })));
-    assert!(matches!(grid::uniform_log_snr(&VpCosine, 4, 1.0, 0.1), Err(NonFinite { .. })));
-    assert!(matches!(grid::karras(&VpCosine, 0, 0.1, 1.0, 7.0), Err(InvalidArgument { .. })));
-    assert!(matches!(grid::karras(&VpCosine, 5, 1.0, 0.1, 7.0), Err(InvalidArgument { .. })));
-    assert!(matches!(grid::karras(&VpCosine, 5, 0.1, 1.0, -7.0), Err(InvalidArgument { .. })));
-    assert!(matches!(grid::karras(&Ve::default(), 5, 1e-4, 1.0, 7.0), Err(InvalidArgument { .. })));
-    assert!(matches!(kdiffusion::sigmas_vp(5, -1.0, 0.1, 1e-3), Err(InvalidArgument { .. })));
-    assert!(matches!(kdiffusion::sigmas_exponential(5, 0.0, 1.0), Err(InvalidArgument { .. })));
+    assert!(matches!(
+        grid::uniform_t(0, 1.0, 0.0),
+        Err(InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        grid::uniform_t(4, 1.2, 0.0),
+        Err(TimeOutOfRange { .. })
+    ));
+    assert!(matches!(
+        grid::uniform_t(4, 0.5, 0.5),
+        Err(InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        grid::uniform_t(4, f64::NAN, 0.0),
+        Err(TimeOutOfRange { .. })
+    ));
+    assert!(matches!(
+        grid::uniform_log_snr(&VpCosine, 4, 1.0, 0.1),
+        Err(NonFinite { .. })
+    ));
+    assert!(matches!(
+        grid::karras(&VpCosine, 0, 0.1, 1.0, 7.0),
+        Err(InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        grid::karras(&VpCosine, 5, 1.0, 0.1, 7.0),
+        Err(InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        grid::karras(&VpCosine, 5, 0.1, 1.0, -7.0),
+        Err(InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        grid::karras(&Ve::default(), 5, 1e-4, 1.0, 7.0),
+        Err(InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        kdiffusion::sigmas_vp(5, -1.0, 0.1, 1e-3),
+        Err(InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        kdiffusion::sigmas_exponential(5, 0.0, 1.0),
+        Err(InvalidArgument { .. })
+    ));
     assert!(matches!(Grid::new(vec![0.5]), Err(InvalidArgument { .. })));
-    assert!(matches!(Grid::new(vec![0.5, 0.6]), Err(InvalidArgument { .. })));
-    assert!(matches!(Grid::new(vec![1.5, 0.6]), Err(TimeOutOfRange { .. })));
+    assert!(matches!(
+        Grid::new(vec![0.5, 0.6]),
+        Err(InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        Grid::new(vec![1.5, 0.6]),
+        Err(TimeOutOfRange { .. })
+    ));
     let fm = |shift| FlowMatch {
         shift,
         ..FlowMatch::default()
     };
-    assert!(matches!(fm(FlowShift::Static(0.0)).grid(10), Err(InvalidArgument { .. })));
-    assert!(matches!(fm(FlowShift::Linear { mu: -1.0 }).grid(10), Err(InvalidArgument { .. })));
-    assert!(matches!(fm(FlowShift::Exponential { mu: f64::NAN }).grid(10), Err(InvalidArgument { .. })));
-    assert!(matches!(FlowMatch::default().grid(0), Err(InvalidArgument { .. })));
-    assert!(matches!(FlowMatch::default().grid_from_sigmas(&[1.0, 0.0]), Err(InvalidArgument { .. })));
+    assert!(matches!(
+        fm(FlowShift::Static(0.0)).grid(10),
+        Err(InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        fm(FlowShift::Linear { mu: -1.0 }).grid(10),
+        Err(InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        fm(FlowShift::Exponential { mu: f64::NAN }).grid(10),
+        Err(InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        FlowMatch::default().grid(0),
+        Err(InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        FlowMatch::default().grid_from_sigmas(&[1.0, 0.0]),
+        Err(InvalidArgument { .. })
+    ));
     let bad_terminal = FlowMatch {
         shift_terminal: Some(1.0),
         ..FlowMatch::default()
     };
     assert!(matches!(bad_terminal.grid(10), Err(InvalidArgument { .. })));
     // A library grid already has its last step.
-    assert!(FlowMatch::default().grid(5).unwrap().with_final_zero().is_err());
+    assert!(
+        FlowMatch::default()
+            .grid(5)
+            .unwrap()
+            .with_final_zero()
+            .is_err()
+    );
 }

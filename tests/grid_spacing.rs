@@ -43,7 +43,11 @@ fn spacings_match_diffusers() {
 
         // DDIM: integers exactly, and the prev_timestep of every step.
         let want = c.at("ddim_timesteps").i64_list();
-        assert_eq!(ddim_timesteps(1000, n, spacing, offset).unwrap(), want, "DDIM {tag}");
+        assert_eq!(
+            ddim_timesteps(1000, n, spacing, offset).unwrap(),
+            want,
+            "DDIM {tag}"
+        );
         let want_prev = c.at("ddim_prev_timesteps").i64_list();
         if want.iter().all(|&k| (0..1000).contains(&k)) {
             let steps = ddim_steps(1000, n, spacing, offset, DdimFinal::AlphaOne).unwrap();
@@ -56,29 +60,53 @@ fn spacings_match_diffusers() {
         } else {
             // e.g. leading + offset 1 + n = 1000 gives timestep 1000, past the
             // table: diffusers would fail inside step(); gaussflow says so up front.
-            assert!(ddim_steps(1000, n, spacing, offset, DdimFinal::AlphaOne).is_err(), "{tag}");
+            assert!(
+                ddim_steps(1000, n, spacing, offset, DdimFinal::AlphaOne).is_err(),
+                "{tag}"
+            );
         }
 
         // DPM-Solver++'s own spacing (n + 1 points, last dropped).
         let want = c.at("dpm_timesteps").i64_list();
-        assert_eq!(dpm_solver_timesteps(1000, n, spacing, offset).unwrap(), want, "DPM {tag}");
-        let distinct_in_range = want.windows(2).all(|w| w[0] > w[1])
-            && want.iter().all(|&k| (0..1000).contains(&k));
+        assert_eq!(
+            dpm_solver_timesteps(1000, n, spacing, offset).unwrap(),
+            want,
+            "DPM {tag}"
+        );
+        let distinct_in_range =
+            want.windows(2).all(|w| w[0] > w[1]) && want.iter().all(|&k| (0..1000).contains(&k));
         let grid = dpm_solver_grid(1000, n, spacing, offset, FinalSigma::Zero);
         if distinct_in_range {
             let grid = grid.unwrap();
             let ts: Vec<f64> = want.iter().map(|&k| k as f64).collect();
-            assert_eq!(grid.model_timesteps.as_deref(), Some(&ts[..]), "DPM grid {tag}");
+            assert_eq!(
+                grid.model_timesteps.as_deref(),
+                Some(&ts[..]),
+                "DPM grid {tag}"
+            );
             assert_eq!(*grid.t.last().unwrap(), 0.0);
         } else {
-            assert!(grid.is_err(), "DPM grid with repeated/out-of-range timesteps: {tag}");
+            assert!(
+                grid.is_err(),
+                "DPM grid with repeated/out-of-range timesteps: {tag}"
+            );
         }
 
         // Euler: float32 timesteps exactly, float32 sigmas to 1 ulp.
-        let want_ts: Vec<f32> = c.at("euler_timesteps").as_arr().iter().map(|v| v.as_f32()).collect();
+        let want_ts: Vec<f32> = c
+            .at("euler_timesteps")
+            .as_arr()
+            .iter()
+            .map(|v| v.as_f32())
+            .collect();
         let ts = euler_timesteps(1000, n, spacing, offset).unwrap();
         assert_eq!(ts, want_ts, "Euler timesteps {tag}");
-        let want_sigmas: Vec<f32> = c.at("euler_sigmas").as_arr().iter().map(|v| v.as_f32()).collect();
+        let want_sigmas: Vec<f32> = c
+            .at("euler_sigmas")
+            .as_arr()
+            .iter()
+            .map(|v| v.as_f32())
+            .collect();
         let sigmas = euler_sigmas(&sd, &ts, FinalSigma::Zero);
         assert_eq!(sigmas.len(), want_sigmas.len());
         for (i, (&a, &b)) in sigmas.iter().zip(&want_sigmas).enumerate() {
@@ -95,7 +123,10 @@ fn spacings_match_diffusers() {
         for (i, &t) in grid.t.iter().enumerate() {
             let r = sd.rho(t);
             let w = f64::from(want_sigmas[i]);
-            assert!((r - w).abs() <= 3e-7 * w, "Euler grid ρ {i} {tag}: {r} vs {w}");
+            assert!(
+                (r - w).abs() <= 3e-7 * w,
+                "Euler grid ρ {i} {tag}: {r} vs {w}"
+            );
         }
     }
     for n in [10, 25, 50, 999] {
@@ -106,10 +137,25 @@ fn spacings_match_diffusers() {
 #[test]
 fn bad_step_counts() {
     for sp in [Spacing::Leading, Spacing::Trailing, Spacing::Linspace] {
-        assert!(matches!(ddim_timesteps(1000, 0, sp, 0), Err(Error::InvalidArgument { .. })));
-        assert!(matches!(ddim_timesteps(1000, 1001, sp, 0), Err(Error::InvalidArgument { .. })));
-        assert!(matches!(ddim_timesteps(1, 1, sp, 0), Err(Error::InvalidArgument { .. })));
-        assert!(matches!(dpm_solver_timesteps(1000, 0, sp, 0), Err(Error::InvalidArgument { .. })));
-        assert!(matches!(euler_timesteps(1000, 0, sp, 0), Err(Error::InvalidArgument { .. })));
+        assert!(matches!(
+            ddim_timesteps(1000, 0, sp, 0),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            ddim_timesteps(1000, 1001, sp, 0),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            ddim_timesteps(1, 1, sp, 0),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            dpm_solver_timesteps(1000, 0, sp, 0),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            euler_timesteps(1000, 0, sp, 0),
+            Err(Error::InvalidArgument { .. })
+        ));
     }
 }

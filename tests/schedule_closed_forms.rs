@@ -4,8 +4,8 @@
 
 use gaussflow::Schedule;
 use gaussflow::schedule::{
-    BetaSchedule, Discrete, DiscreteConfig, Flow, FromFlow, FromSde, Scaled, Shifted, Ve,
-    VpCosine, VpLinear,
+    BetaSchedule, Discrete, DiscreteConfig, Flow, FromFlow, FromSde, Scaled, Shifted, Ve, VpCosine,
+    VpLinear,
 };
 use std::f64::consts::PI;
 use std::sync::Arc;
@@ -35,16 +35,36 @@ fn check_calculus<S: Schedule + ?Sized>(s: &S, ts: &[f64], h: f64, tol: f64) {
         let da = fd(|x| s.alpha(x), t, h);
         let ds = fd(|x| s.sigma(x), t, h);
         let dl = fd(|x| s.log_snr(x), t, h);
-        assert!(close(s.d_alpha(t), da, tol, tol * 1e-2), "{name} α′({t}) = {} vs FD {da}", s.d_alpha(t));
-        assert!(close(s.d_sigma(t), ds, tol, tol * 1e-2), "{name} σ′({t}) = {} vs FD {ds}", s.d_sigma(t));
-        assert!(close(s.d_log_snr(t), dl, tol, tol * 1e-2), "{name} λ′({t}) = {} vs FD {dl}", s.d_log_snr(t));
+        assert!(
+            close(s.d_alpha(t), da, tol, tol * 1e-2),
+            "{name} α′({t}) = {} vs FD {da}",
+            s.d_alpha(t)
+        );
+        assert!(
+            close(s.d_sigma(t), ds, tol, tol * 1e-2),
+            "{name} σ′({t}) = {} vs FD {ds}",
+            s.d_sigma(t)
+        );
+        assert!(
+            close(s.d_log_snr(t), dl, tol, tol * 1e-2),
+            "{name} λ′({t}) = {} vs FD {dl}",
+            s.d_log_snr(t)
+        );
         // λ itself and the SDE coefficients from their definitions.
         let lam = (a * a / (sg * sg)).ln();
         assert!(close(s.log_snr(t), lam, 1e-12, 1e-12), "{name} λ({t})");
         let f = da / a;
         let g2 = 2.0 * sg * ds - 2.0 * f * sg * sg;
-        assert!(close(s.sde_f(t), f, tol, tol * 1e-2), "{name} f({t}) = {} vs {f}", s.sde_f(t));
-        assert!(close(s.sde_g2(t), g2, tol, tol * 1e-2), "{name} g²({t}) = {} vs {g2}", s.sde_g2(t));
+        assert!(
+            close(s.sde_f(t), f, tol, tol * 1e-2),
+            "{name} f({t}) = {} vs {f}",
+            s.sde_f(t)
+        );
+        assert!(
+            close(s.sde_g2(t), g2, tol, tol * 1e-2),
+            "{name} g²({t}) = {} vs {g2}",
+            s.sde_g2(t)
+        );
         assert!(close(s.rho(t), sg / a, 1e-14, 0.0), "{name} ρ({t})");
         // Inverse.
         let back = s.t_from_log_snr(s.log_snr(t)).unwrap();
@@ -90,7 +110,12 @@ fn ve() {
     let s = Ve::default();
     for t in times() {
         assert_eq!(s.alpha(t), 1.0);
-        assert!(close(s.sigma(t), 0.002 * (80.0f64 / 0.002).powf(t), 1e-13, 0.0));
+        assert!(close(
+            s.sigma(t),
+            0.002 * (80.0f64 / 0.002).powf(t),
+            1e-13,
+            0.0
+        ));
     }
     check_calculus(&s, &times(), 1e-4, 1e-8);
 }
@@ -113,7 +138,10 @@ fn scaled_and_shifted_compose_over_dyn_schedules() {
         assert!(close(sh.alpha(t), 1.0 - tp, 1e-14, 1e-16));
         assert!(close(sh.sigma(t), tp, 1e-14, 1e-16));
     }
-    assert_eq!((sh.alpha(1.0), sh.sigma(1.0), sh.sigma(0.0)), (0.0, 1.0, 0.0));
+    assert_eq!(
+        (sh.alpha(1.0), sh.sigma(1.0), sh.sigma(0.0)),
+        (0.0, 1.0, 0.0)
+    );
     check_calculus(&sh, &times(), 1e-5, 1e-8);
 
     // Any Arc<dyn Schedule> as the inner schedule, nested both ways.
@@ -162,11 +190,15 @@ fn discrete_cases() -> Vec<(Discrete, Vec<f64>)> {
             reference_alphas_cumprod(&lin),
         ),
         (
-            DiscreteConfig::new(BetaSchedule::scaled_linear()).build().unwrap(),
+            DiscreteConfig::new(BetaSchedule::scaled_linear())
+                .build()
+                .unwrap(),
             reference_alphas_cumprod(&scaled),
         ),
         (
-            DiscreteConfig::new(BetaSchedule::squaredcos_cap_v2()).build().unwrap(),
+            DiscreteConfig::new(BetaSchedule::squaredcos_cap_v2())
+                .build()
+                .unwrap(),
             reference_alphas_cumprod(&cos),
         ),
     ]
@@ -178,10 +210,19 @@ fn discrete_knots_and_interpolation() {
         let name = d.name();
         let n = ab.len();
         for (k, &want) in ab.iter().enumerate() {
-            assert!(close(d.alphas_cumprod()[k], want, 1e-12, 0.0), "{name} ᾱ[{k}]");
+            assert!(
+                close(d.alphas_cumprod()[k], want, 1e-12, 0.0),
+                "{name} ᾱ[{k}]"
+            );
             let t = (k + 1) as f64 / n as f64;
-            assert!(close(d.alpha(t), want.sqrt(), 1e-12, 0.0), "{name} α at step {k}");
-            assert!(close(d.sigma(t), (1.0 - want).sqrt(), 1e-10, 0.0), "{name} σ at step {k}");
+            assert!(
+                close(d.alpha(t), want.sqrt(), 1e-12, 0.0),
+                "{name} α at step {k}"
+            );
+            assert!(
+                close(d.sigma(t), (1.0 - want).sqrt(), 1e-10, 0.0),
+                "{name} σ at step {k}"
+            );
         }
         // Between knots ρ = σ/α is linear in the step position u = Nt − 1.
         let rho: Vec<f64> = ab.iter().map(|a| ((1.0 - a) / a).sqrt()).collect();
@@ -195,7 +236,10 @@ fn discrete_knots_and_interpolation() {
         // Before step 0: from ρ = 0 at t = 0.
         assert_eq!((d.alpha(0.0), d.sigma(0.0)), (1.0, 0.0));
         let t = 0.4 / n as f64;
-        assert!(close(d.rho(t), 0.4 * rho[0], 1e-10, 0.0), "{name} ρ on [0, 1/N]");
+        assert!(
+            close(d.rho(t), 0.4 * rho[0], 1e-10, 0.0),
+            "{name} ρ on [0, 1/N]"
+        );
         // Calculus strictly inside intervals (the derivatives jump at knots).
         let ts: Vec<f64> = [3usize, 50, 333, 640, 998]
             .iter()
@@ -207,7 +251,10 @@ fn discrete_knots_and_interpolation() {
         for k in [0usize, 1, 499, 998, 999] {
             let t = (k + 1) as f64 / n as f64;
             let back = d.t_from_log_snr(d.log_snr(t)).unwrap();
-            assert!((back - t).abs() < 1e-12, "{name}: t(λ) at knot {k}: {back} vs {t}");
+            assert!(
+                (back - t).abs() < 1e-12,
+                "{name}: t(λ) at knot {k}: {back} vs {t}"
+            );
         }
     }
 }
@@ -238,7 +285,11 @@ fn from_sde_reproduces_vp_linear() {
     for t in [0.0f64, 0.01, 0.2, 0.5, 0.77, 1.0] {
         let a = (-0.25 * t * t * 19.9 - 0.5 * t * 0.1).exp();
         assert!(close(s.alpha(t), a, 1e-12, 0.0), "α({t})");
-        assert!(close(s.sigma(t), (1.0 - a * a).sqrt(), 1e-11, 1e-300), "σ({t}) = {}", s.sigma(t));
+        assert!(
+            close(s.sigma(t), (1.0 - a * a).sqrt(), 1e-11, 1e-300),
+            "σ({t}) = {}",
+            s.sigma(t)
+        );
     }
     check_calculus(&s, &[0.05, 0.3, 0.6, 0.95], 1e-4, 1e-7);
 }
@@ -247,8 +298,14 @@ fn from_sde_reproduces_vp_linear() {
 fn from_flow_numerical_derivatives() {
     let s = FromFlow::new(|t| (PI * t / 2.0).cos(), |t| (PI * t / 2.0).sin()).unwrap();
     for t in [0.0, 0.001, 0.2, 0.5, 0.999, 1.0] {
-        assert!(close(s.d_alpha(t), VpCosine.d_alpha(t), 1e-8, 1e-9), "α′({t})");
-        assert!(close(s.d_sigma(t), VpCosine.d_sigma(t), 1e-8, 1e-9), "σ′({t})");
+        assert!(
+            close(s.d_alpha(t), VpCosine.d_alpha(t), 1e-8, 1e-9),
+            "α′({t})"
+        );
+        assert!(
+            close(s.d_sigma(t), VpCosine.d_sigma(t), 1e-8, 1e-9),
+            "σ′({t})"
+        );
     }
     let exact = FromFlow::new(|t| 1.0 - t, |t| t)
         .unwrap()
@@ -271,7 +328,11 @@ fn at_checks_time_and_values() {
     ];
     for s in schedules {
         for t in [-0.1, 1.5, f64::NAN] {
-            assert!(matches!(s.at(t), Err(gaussflow::Error::TimeOutOfRange { .. })), "{}", s.name());
+            assert!(
+                matches!(s.at(t), Err(gaussflow::Error::TimeOutOfRange { .. })),
+                "{}",
+                s.name()
+            );
         }
         let at = s.at(0.5).unwrap();
         assert_eq!((at.alpha, at.sigma), (s.alpha(0.5), s.sigma(0.5)));

@@ -43,7 +43,10 @@ fn alpha_is_exactly_zero_at_t_one() {
         // Derivatives stay finite at t = 1 (the last interval interpolates
         // q = α/σ linearly to 0): α′ = −N q_{N−2}, σ′ = 0.
         let q0 = 1.0 / d.rho_table()[998];
-        assert!((d.d_alpha(1.0) + 1000.0 * q0).abs() < 1e-12 * 1000.0 * q0, "{name} α′(1)");
+        assert!(
+            (d.d_alpha(1.0) + 1000.0 * q0).abs() < 1e-12 * 1000.0 * q0,
+            "{name} α′(1)"
+        );
         assert_eq!(d.d_sigma(1.0), 0.0, "{name} σ′(1)");
         let at = d.at(1.0).unwrap();
         assert!(at.d_alpha.is_finite() && at.d_sigma.is_finite());
@@ -55,7 +58,10 @@ fn alpha_is_exactly_zero_at_t_one() {
         assert!((d.alpha(t_knot + eps) - d.alpha(t_knot)).abs() < 1e-8);
         let tm = 0.9995;
         let q = d.alpha(tm) / d.sigma(tm);
-        assert!((q - 0.5 * q0).abs() < 1e-13, "{name}: q at the middle of the last interval");
+        assert!(
+            (q - 0.5 * q0).abs() < 1e-13,
+            "{name}: q at the middle of the last interval"
+        );
         // t(λ(t)) = t on the last interval too.
         for t in [0.99901, 0.9995, 0.99999] {
             let back = d.t_from_log_snr(d.log_snr(t)).unwrap();
@@ -74,11 +80,23 @@ fn v_and_x_invert_at_t_one_but_eps_does_not() {
         for p in [Prediction::V, Prediction::X] {
             let pred = p.from_x_eps(&at, x, eps);
             let (xh, eh) = p.to_x_eps(&at, z, pred).unwrap();
-            assert!((xh - x).abs() < 1e-12 && (eh - eps).abs() < 1e-12, "{p} at t = 1");
+            assert!(
+                (xh - x).abs() < 1e-12 && (eh - eps).abs() < 1e-12,
+                "{p} at t = 1"
+            );
             assert!(xh.is_finite() && eh.is_finite());
         }
         let err = Prediction::Eps.inverse(&at).unwrap_err();
-        assert!(matches!(err, Error::NotInvertible { prediction: Prediction::Eps, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::NotInvertible {
+                    prediction: Prediction::Eps,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }
 
@@ -100,7 +118,9 @@ fn euler_terminal_alternative() {
         .terminal(ZeroSnrTerminal::EulerClamp)
         .build()
         .unwrap();
-    let default = DiscreteConfig::new(BetaSchedule::scaled_linear()).build().unwrap();
+    let default = DiscreteConfig::new(BetaSchedule::scaled_linear())
+        .build()
+        .unwrap();
     assert_eq!(plain.alphas_cumprod(), default.alphas_cumprod());
 }
 
@@ -116,7 +136,11 @@ fn squaredcos_betas_are_not_all_zero() {
         let b = d.betas();
         assert!(b[..999].iter().all(|&x| x > 0.0), "all betas positive");
         // (f32 rounding in the diffusers precision)
-        assert!((b[0] / 4.128422482196914e-05 - 1.0).abs() < 1e-7, "β_0 = {}", b[0]);
+        assert!(
+            (b[0] / 4.128422482196914e-05 - 1.0).abs() < 1e-7,
+            "β_0 = {}",
+            b[0]
+        );
         assert!(b.windows(2).all(|w| w[1] >= w[0]), "betas increase");
         assert_eq!(b[999] as f32, 0.999f32, "the last beta is capped at 0.999");
         assert!(d.alphas_cumprod()[500] > 0.4 && d.alphas_cumprod()[500] < 0.6);
@@ -131,28 +155,45 @@ fn bad_discrete_inputs() {
         Error::InvalidArgument { .. }
     ));
     assert!(matches!(
-        bad(DiscreteConfig::new(BetaSchedule::Linear { beta_start: 0.0, beta_end: 0.02 })),
+        bad(DiscreteConfig::new(BetaSchedule::Linear {
+            beta_start: 0.0,
+            beta_end: 0.02
+        })),
         Error::InvalidArgument { .. }
     ));
     assert!(matches!(
-        bad(DiscreteConfig::new(BetaSchedule::Linear { beta_start: f64::NAN, beta_end: 0.02 })),
+        bad(DiscreteConfig::new(BetaSchedule::Linear {
+            beta_start: f64::NAN,
+            beta_end: 0.02
+        })),
         Error::NonFinite { .. }
     ));
     assert!(matches!(
-        bad(DiscreteConfig::new(BetaSchedule::ScaledLinear { beta_start: 0.1, beta_end: 1.5 })),
+        bad(DiscreteConfig::new(BetaSchedule::ScaledLinear {
+            beta_start: 0.1,
+            beta_end: 1.5
+        })),
         Error::InvalidArgument { .. }
     ));
     assert!(matches!(
-        bad(DiscreteConfig::new(BetaSchedule::SquaredCosCapV2 { max_beta: 0.0 })),
+        bad(DiscreteConfig::new(BetaSchedule::SquaredCosCapV2 {
+            max_beta: 0.0
+        })),
         Error::InvalidArgument { .. }
     ));
     assert!(matches!(
         Discrete::from_betas(vec![0.1, f64::INFINITY]).unwrap_err(),
         Error::NonFinite { .. }
     ));
-    assert!(matches!(Discrete::from_betas(vec![0.1, -0.1]).unwrap_err(), Error::InvalidArgument { .. }));
+    assert!(matches!(
+        Discrete::from_betas(vec![0.1, -0.1]).unwrap_err(),
+        Error::InvalidArgument { .. }
+    ));
     // β = 0 makes ᾱ flat: not a valid schedule (λ must decrease).
-    assert!(matches!(Discrete::from_betas(vec![0.1, 0.0, 0.2]).unwrap_err(), Error::InvalidArgument { .. }));
+    assert!(matches!(
+        Discrete::from_betas(vec![0.1, 0.0, 0.2]).unwrap_err(),
+        Error::InvalidArgument { .. }
+    ));
     assert!(matches!(
         Discrete::from_alphas_cumprod(vec![0.9, 0.95]).unwrap_err(),
         Error::InvalidArgument { .. }
@@ -178,6 +219,9 @@ fn bad_discrete_inputs() {
     // λ outside the range.
     let d = DiscreteConfig::default().build().unwrap();
     assert!(d.t_from_log_snr(d.log_snr(1.0) - 1.0).is_err());
-    assert!(matches!(d.t_from_log_snr(f64::NAN), Err(Error::NonFinite { .. })));
+    assert!(matches!(
+        d.t_from_log_snr(f64::NAN),
+        Err(Error::NonFinite { .. })
+    ));
     assert_eq!(d.t_from_log_snr(f64::INFINITY).unwrap(), 0.0);
 }

@@ -254,7 +254,8 @@ impl Schedule for FromSde {
 /// step `h = 10⁻³` (central `(−f(t+2h) + 8f(t+h) − 8f(t−h) + f(t−2h))/(12h)`,
 /// one-sided `(−25f₀ + 48f₁ − 36f₂ + 16f₃ − 3f₄)/(12h)` within `2h` of an
 /// end, so the callables are never asked outside `[0, 1]`), accurate to
-/// about `1e-10` for smooth schedules.
+/// about `1e-10` for smooth schedules — not within ~0.1 of an end where `σ`
+/// or `α` has a square-root singularity (VP schedules at `t = 0`).
 #[derive(Clone)]
 pub struct FromFlow {
     alpha: ScalarFn,

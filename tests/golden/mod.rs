@@ -238,7 +238,10 @@ impl Parser<'_> {
                 }
                 let start = self.i;
                 while self.i < self.s.len()
-                    && matches!(self.s[self.i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+                    && matches!(
+                        self.s[self.i],
+                        b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'
+                    )
                 {
                     self.i += 1;
                 }
@@ -354,7 +357,12 @@ impl Array {
             d => panic!("golden: unknown dtype {d:?}"),
         };
         let n: usize = shape.iter().product();
-        assert_eq!(n, items.len(), "golden: shape {shape:?} does not match {} elements", items.len());
+        assert_eq!(
+            n,
+            items.len(),
+            "golden: shape {shape:?} does not match {} elements",
+            items.len()
+        );
         Array { dtype, shape, data }
     }
 
@@ -405,7 +413,9 @@ pub struct Golden {
 
 /// The directory holding the golden files (`tests/data`).
 pub fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("data")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("data")
 }
 
 /// Loads `tests/data/<file>`.
@@ -424,7 +434,12 @@ pub fn load(file: &str) -> Golden {
 impl Golden {
     /// Every case, in file order.
     pub fn cases(&self) -> Vec<Case<'_>> {
-        self.root.at("cases").as_arr().iter().map(|j| Case { j }).collect()
+        self.root
+            .at("cases")
+            .as_arr()
+            .iter()
+            .map(|j| Case { j })
+            .collect()
     }
     /// The case with this id (panics if missing).
     pub fn case(&self, id: &str) -> Case<'_> {
