@@ -781,13 +781,13 @@ impl FlowMatch {
             }
             _ => {}
         }
-        if let Some(st) = self.shift_terminal {
-            if !(st.is_finite() && 0.0 < st && st < 1.0) {
-                return Err(invalid(
-                    "flow-match grid",
-                    format!("shift_terminal must lie in (0, 1), got {st}"),
-                ));
-            }
+        if let Some(st) = self.shift_terminal
+            && !(st.is_finite() && 0.0 < st && st < 1.0)
+        {
+            return Err(invalid(
+                "flow-match grid",
+                format!("shift_terminal must lie in (0, 1), got {st}"),
+            ));
         }
         Ok(())
     }
