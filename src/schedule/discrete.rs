@@ -627,12 +627,15 @@ impl Discrete {
         if u >= (n - 1) as f64 {
             return Loc::Knot(n - 1);
         }
-        let j = u.floor();
-        if u == j {
-            Loc::Knot(j as usize)
-        } else {
-            Loc::Inside(j as isize, u - j)
+        // `t = (k + 1)/N` computed in f64 can miss `u = k` by an ulp (e.g.
+        // N = 4000); snap such times onto the knot so that step `k` gives
+        // exactly `√ᾱ_k` for every `N` (a change of ~1e-15 relative in ρ).
+        let r = u.round();
+        if r >= 0.0 && (u - r).abs() <= 4.0 * f64::EPSILON * n as f64 {
+            return Loc::Knot(r as usize);
         }
+        let j = u.floor();
+        Loc::Inside(j as isize, u - j)
     }
 
     /// `ρ` at the left end of interval `j ≥ −1` (`ρ_{−1} = 0`).
