@@ -344,11 +344,18 @@ fn at_checks_time_and_values() {
 #[test]
 fn discrete_knots_are_exact_for_any_n() {
     for n in [999usize, 1000, 4000] {
-        let d = DiscreteConfig::default().num_train_timesteps(n).build().unwrap();
+        let d = DiscreteConfig::default()
+            .num_train_timesteps(n)
+            .build()
+            .unwrap();
         for k in 0..n {
             let t = (k + 1) as f64 / n as f64;
             assert_eq!(d.alpha(t), d.alphas_cumprod()[k].sqrt(), "N = {n}, k = {k}");
-            assert_eq!(d.sigma(t), (1.0 - d.alphas_cumprod()[k]).sqrt(), "N = {n}, k = {k}");
+            assert_eq!(
+                d.sigma(t),
+                (1.0 - d.alphas_cumprod()[k]).sqrt(),
+                "N = {n}, k = {k}"
+            );
         }
     }
 }
