@@ -23,9 +23,19 @@ fn invalid(what: &str, reason: impl Into<String>) -> Error {
     Error::invalid(what, reason)
 }
 
+/// The most steps any grid accepts (2²⁴), so a wild step count is an error
+/// rather than an allocation failure.
+pub const MAX_STEPS: usize = 1 << 24;
+
 fn check_steps(what: &str, n: usize) -> Result<()> {
     if n == 0 {
         return Err(invalid(what, "the number of steps must be at least 1"));
+    }
+    if n > MAX_STEPS {
+        return Err(invalid(
+            what,
+            format!("{n} steps is more than the {MAX_STEPS} a grid supports"),
+        ));
     }
     Ok(())
 }
