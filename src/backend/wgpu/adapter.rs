@@ -185,7 +185,8 @@ pub(crate) fn wrap(
             options.max_binding_bytes,
         ),
         max_buffer: limits.max_buffer_size,
-        storage_align: limits.min_storage_buffer_offset_alignment.max(4) as u64,
+        // At least 16 so row windows start on a whole 16-byte vector.
+        storage_align: limits.min_storage_buffer_offset_alignment.max(16) as u64,
         uniform_align: limits.min_uniform_buffer_offset_alignment.max(4) as u64,
         max_groups: cap(
             limits.max_compute_workgroups_per_dimension as u64,

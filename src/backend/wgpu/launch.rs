@@ -117,8 +117,8 @@ struct Dispatch {
 }
 
 /// The window of `arg` covering elements `lo..hi`, starting at an aligned
-/// offset, and the offset of element `lo` inside it (in elements).
-fn window(b: &WgpuBackend, arg: &Arg, binding: u32, lo: u64, hi: u64) -> (Entry, u32) {
+/// offset, and the byte offset of element `lo` inside it.
+fn window_bytes(b: &WgpuBackend, arg: &Arg, binding: u32, lo: u64, hi: u64) -> (Entry, u64) {
     let start = arg.base + lo * arg.elem;
     let w0 = align_down(start, b.caps.storage_align);
     let end = align_up(arg.base + hi * arg.elem, 4);
@@ -129,8 +129,16 @@ fn window(b: &WgpuBackend, arg: &Arg, binding: u32, lo: u64, hi: u64) -> (Entry,
             offset: w0,
             size: end - w0,
         },
-        ((start - w0) / arg.elem) as u32,
+        start - w0,
     )
+}
+
+/// [`window_bytes`] with the offset in elements (exact: elements are
+/// aligned to their size and windows to a multiple of it).
+fn window(b: &WgpuBackend, arg: &Arg, binding: u32, lo: u64, hi: u64) -> (Entry, u32) {
+    let (e, bytes) = window_bytes(b, arg, binding, lo, hi);
+    debug_assert_eq!(bytes % arg.elem, 0);
+    (e, (bytes / arg.elem) as u32)
 }
 
 /// A workgroup grid of `groups` workgroups: as wide as allowed, then rows.
@@ -187,9 +195,11 @@ impl RowsArg {
         s_hi: u64,
     ) {
         let (lo, hi) = if self.shared { (0, 1) } else { (s_lo, s_hi) };
-        let (e, off) = window(b, &self.arg, 1, lo, hi);
+        // Rows are read as 16-byte vectors; the window's alignment is a
+        // multiple of 16 but not of the row size.
+        let (e, bytes) = window_bytes(b, &self.arg, 1, lo, hi);
         let vecs = (self.arg.elem / 16) as u32;
-        p.row_base = off * vecs;
+        p.row_base = (bytes / 16) as u32;
         p.row_stride = if self.shared { 0 } else { vecs };
         entries.push(e);
     }
