@@ -1,20 +1,27 @@
 // Weighted loss and its gradient (DESIGN §4), two entry points:
 //
-// `partial`: one workgroup per (sample, block of LOSS_BLOCK elements). Each
-//   invocation walks quads of the block, computes δ = pred − target
-//   (target read, or rebuilt as fma(d, ξ, c·x) exactly as the CPU does),
-//   accumulates δ² for the elements inside the block, and writes the
-//   gradient (2w/D)·δ of the quads the block owns (a quad belongs to the
-//   block holding its first element, so with bf16 words and odd D every word
-//   has one writer). The workgroup then sums its 256 accumulators in a fixed
-//   tree. Sums are carried as unevaluated (hi, lo) f32 pairs (two-sum), so
-//   the result is deterministic and close to the exactly rounded sum.
+// `partial`: one workgroup per (sample, block of LOSS_BLOCK = 256 × 16
+//   elements). Invocation i takes the block's elements 16i … 16i + 15,
+//   computes δ = pred − target (target read, or rebuilt as fma(d, ξ, c·x)
+//   exactly as the CPU does) and accumulates δ² in element order; the
+//   workgroup then adds its 256 sums in a fixed tree. Which elements an
+//   invocation sums depends only on their place in the sample, so a sample's
+//   loss has the same bits wherever it sits in the batch. Sums are carried
+//   as unevaluated (hi, lo) f32 pairs (two-sum): deterministic and close to
+//   the exactly rounded sum.
+//   The gradient (2w/D)·δ is written by the same invocation. For bf16 (two
+//   elements per u32 word) each invocation writes whole words instead: its
+//   16 elements shifted down by one when the block starts in the middle of a
+//   word, so it also computes the element before its first (in the previous
+//   block or sample). Every word then has one writer; a word half outside
+//   the tensor is merged by read-modify-write.
 // `finish`: one invocation per sample adds that sample's block sums in order
 //   and writes L_b = w_b · Σ δ² / D.
 //
 // Row: (weight, c, d, pad). Flags: REBUILD (target = c·x + d·ξ, with
 // PHILOX or NOISE_BUF), GRAD (write the gradient).
 // Slots: pred 0, target 1, x 2, noise buffer 3, grad 4, loss 5, partials 6.
+// P.q = 1 when the window ends at the end of the tensor.
 
 const LOSS_BLOCK: u32 = 4096u;
 
@@ -50,25 +57,24 @@ fn div_corrected(a: f32, b: f32) -> f32 {
     return q + r / b;
 }
 
-//#if GRAD
-fn put_grad(base: u32, v: array<f32, 4>, ok: array<bool, 4>) {
-    let k = off(4u) + base;
-//#if BF16
-    for (var p = 0u; p < 4u; p = p + 2u) {
-        if (ok[p] || ok[p + 1u]) {
-            let w = (k + p) >> 1u;
-            grad[w] = merge_bf16(grad[w], v[p], v[p + 1u], ok[p], ok[p + 1u]);
-        }
-    }
+// (δ, ∂L/∂pred) of local element f.
+fn delta(cache: ptr<function, NoiseCache>, f: u32) -> vec2<f32> {
+    let g = P.e0 + f;
+    let b = g / P.dim;
+    let e = g - b * P.dim;
+    let r = row(b, 0u);
+    let kp = off(0u) + f;
+    let p = ld(pred[kp >> SHIFT], kp);
+//#if REBUILD
+    let kx = off(2u) + f;
+    let t = fma(r.z, xi(cache, f, b, e, 3u), r.y * ld(xs[kx >> SHIFT], kx));
 //#else
-    for (var i = 0u; i < 4u; i = i + 1u) {
-        if (ok[i]) {
-            grad[k + i] = st(v[i]);
-        }
-    }
+    let kt = off(1u) + f;
+    let t = ld(tgt[kt >> SHIFT], kt);
 //#endif
+    let d = p - t;
+    return vec2<f32>(d, div_corrected(2.0 * r.x, f32(P.dim)) * d);
 }
-//#endif
 
 @compute @workgroup_size(WG)
 fn partial(
@@ -83,48 +89,55 @@ fn partial(
         let b = P.item_b + bj / P.nblk;
         let blk = bj % P.nblk;
         let e_start = blk * LOSS_BLOCK;
+        // The block is local elements f0 .. f1; this invocation sums s0 ….
         let f0 = b * P.dim + e_start - P.e0;
         let f1 = f0 + min(LOSS_BLOCK, P.dim - e_start);
-        let ka = (f0 + P.q) >> 2u;
-        let kb = (f1 - 1u + P.q) >> 2u;
-        for (var k = ka + li; k <= kb; k = k + WG) {
-            let base = 4u * k - P.q;
-            var cache = noise_cache();
-            var gv = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
-            var ok = array<bool, 4>(false, false, false, false);
-            for (var i = 0u; i < 4u; i = i + 1u) {
-                let f = base + i;
-                if (f >= P.n) {
-                    continue;
-                }
-                ok[i] = true;
-                let g = P.e0 + f;
-                let bi = g / P.dim;
-                let e = g - bi * P.dim;
-                let r = row(bi, 0u);
-                let kp = off(0u) + f;
-                let p = ld(pred[kp >> SHIFT], kp);
-//#if REBUILD
-                let kx = off(2u) + f;
-                let t = fma(r.z, xi(&cache, f, bi, e, 3u), r.y * ld(xs[kx >> SHIFT], kx));
-//#else
-                let kt = off(1u) + f;
-                let t = ld(tgt[kt >> SHIFT], kt);
-//#endif
-                let d = p - t;
-                if (f >= f0 && f < f1) {
-                    acc = add2(acc, vec2<f32>(d * d, 0.0));
-                }
-                gv[i] = div_corrected(2.0 * r.x, f32(P.dim)) * d;
-            }
+        let s0 = f0 + 16u * li;
+        // Elements written: s0 − shift …, up to w_end (whole words for bf16).
+        var shift = 0u;
+        var w_end = f1;
+//#if BF16
 //#if GRAD
-            // The quad's first element in the tensor decides its owner.
-            let first = select(base + 1u, base, ok[0]);
-            if (first >= f0 && first < f1) {
-                put_grad(base, gv, ok);
-            }
-//#endif
+        shift = (off(4u) + f0) & 1u;
+        if (!(P.q == 1u && f1 == P.n)) {
+            w_end = f1 - ((off(4u) + f1) & 1u);
         }
+//#endif
+//#endif
+        let w0 = s0 - shift;
+        var cache = noise_cache();
+        var gv: array<f32, 17>;
+        for (var i = 0u; i < 16u + shift; i = i + 1u) {
+            let f = w0 + i;
+            if (f >= P.n || f >= f1) {
+                continue;
+            }
+            let v = delta(&cache, f);
+            // The element before s0 (i < shift) is summed by its own invocation.
+            if (i >= shift) {
+                acc = add2(acc, vec2<f32>(v.x * v.x, 0.0));
+            }
+            gv[i] = v.y;
+        }
+//#if GRAD
+        let kg = off(4u) + w0;
+//#if BF16
+        for (var i = 0u; i < 16u; i = i + 2u) {
+            let lo_ok = w0 + i < min(w_end, P.n);
+            let hi_ok = w0 + i + 1u < min(w_end, P.n);
+            if (lo_ok || hi_ok) {
+                let w = (kg + i) >> 1u;
+                grad[w] = merge_bf16(grad[w], gv[i], gv[i + 1u], lo_ok, hi_ok);
+            }
+        }
+//#else
+        for (var i = 0u; i < 16u; i = i + 1u) {
+            if (w0 + i < min(w_end, P.n)) {
+                grad[kg + i] = st(gv[i]);
+            }
+        }
+//#endif
+//#endif
     }
     red[li] = acc;
     workgroupBarrier();

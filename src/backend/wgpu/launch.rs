@@ -699,28 +699,27 @@ impl Blocks {
 }
 
 /// Cuts the blocks `0..items` into chunks spanning at most `cap` elements
-/// (windows rounded out to whole quads) and `max_items` blocks.
-fn block_chunks(bl: Blocks, items: u64, q: u64, cap: u64, max_items: u64) -> Vec<(u64, Chunk)> {
+/// and `max_items` blocks. A chunk's window starts one element before its
+/// first block (a bf16 block may write the word holding that element) and
+/// its `q` says whether the window ends at the end of the tensor.
+fn block_chunks(bl: Blocks, items: u64, cap: u64, max_items: u64) -> Vec<(u64, Chunk)> {
     let mut out = Vec::new();
     let mut i0 = 0;
     while i0 < items {
-        let limit = bl.start(i0) + cap.saturating_sub(8);
+        let limit = bl.start(i0) + cap.saturating_sub(2);
         let fit = if limit >= bl.total {
             items
         } else {
             bl.at(limit)
         };
         let i1 = fit.min(items).min(i0 + max_items).max(i0 + 1);
-        let f0 = bl.start(i0);
-        let f1 = bl.end(i1 - 1);
-        let lo = ((f0 + q) / 4 * 4).saturating_sub(q);
-        let hi = (((f1 - 1 + q) / 4 + 1) * 4 - q).min(bl.total);
+        let hi = bl.end(i1 - 1);
         out.push((
             i0,
             Chunk {
-                lo,
+                lo: bl.start(i0).saturating_sub(1),
                 hi,
-                q: if lo == 0 { q } else { 0 },
+                q: (hi == bl.total) as u64,
                 count: i1 - i0,
             },
         ));
@@ -792,10 +791,6 @@ pub(crate) fn loss(b: &WgpuBackend, op: LossOp<'_>) -> Result<()> {
             }
         }
     }
-    let q = match &grad {
-        Some(g) => quad_phase(dtype, &[("loss: grad", g)])?,
-        None => 0,
-    };
     let rows = RowsArg::new(b, &op.rows)?;
     let bl = Blocks {
         dim,
@@ -843,7 +838,7 @@ pub(crate) fn loss(b: &WgpuBackend, op: LossOp<'_>) -> Result<()> {
         elem: PARTIAL_BYTES,
     };
     let mut dispatches = Vec::new();
-    for (i0, c) in block_chunks(bl, items, q, cap, max_grid(b)) {
+    for (i0, c) in block_chunks(bl, items, cap, max_grid(b)) {
         let (s_lo, s_hi) = (c.lo / dim, (c.hi - 1) / dim + 1);
         let mut p = Params {
             n: (c.hi - c.lo) as u32,
@@ -1013,32 +1008,24 @@ mod tests {
 
     #[test]
     fn block_chunks_cover_every_block_once_within_the_cap() {
-        for (batch, dim) in [
-            (1u64, 1u64),
-            (3, 7),
-            (2, 4096),
-            (3, 4097),
-            (5, 9000),
-            (65, 3),
-        ] {
-            for q in [0u64, 1] {
-                for cap in [8200u64, 20_000, 1 << 20] {
-                    let bl = Blocks {
-                        dim,
-                        nblk: dim.div_ceil(LOSS_BLOCK),
-                        total: batch * dim,
-                    };
-                    let items = batch * bl.nblk;
-                    let mut next = 0;
-                    for (i0, c) in block_chunks(bl, items, q, cap, 1 << 20) {
-                        assert_eq!(i0, next);
-                        assert!(c.hi - c.lo <= cap, "{batch}x{dim} cap {cap}");
-                        assert!(c.lo <= bl.start(i0) && bl.end(i0 + c.count - 1) <= c.hi);
-                        assert_eq!((c.lo + 4 - c.q + q) % 4, 0);
-                        next = i0 + c.count;
-                    }
-                    assert_eq!(next, items);
+        for (batch, dim) in [(1u64, 1u64), (3, 7), (2, 4096), (3, 4097), (5, 9000), (65, 3)] {
+            for cap in [8200u64, 20_000, 1 << 20] {
+                let bl = Blocks {
+                    dim,
+                    nblk: dim.div_ceil(LOSS_BLOCK),
+                    total: batch * dim,
+                };
+                let items = batch * bl.nblk;
+                let mut next = 0;
+                for (i0, c) in block_chunks(bl, items, cap, 1 << 20) {
+                    assert_eq!(i0, next);
+                    assert!(c.hi - c.lo <= cap, "{batch}x{dim} cap {cap}");
+                    assert_eq!(c.lo, bl.start(i0).saturating_sub(1));
+                    assert_eq!(c.hi, bl.end(i0 + c.count - 1));
+                    assert_eq!(c.q == 1, c.hi == bl.total);
+                    next = i0 + c.count;
                 }
+                assert_eq!(next, items);
             }
         }
     }

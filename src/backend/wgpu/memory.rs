@@ -254,11 +254,19 @@ pub(crate) fn map_read(b: &WgpuBackend, staging: &wgpu::Buffer) -> Result<Vec<u8
     staging.map_async(wgpu::MapMode::Read, .., move |r| {
         let _ = tx.send(r);
     });
-    wait(b)?;
-    match rx.try_recv() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(b.device_error(format!("mapping a readback buffer: {e}"))),
-        Err(_) => return Err(b.device_error("mapping a readback buffer did not complete")),
+    // Another thread polling the same device may be the one that runs our
+    // callback, and may still be running it when our poll returns: poll
+    // until the callback has reported.
+    loop {
+        wait(b)?;
+        match rx.recv_timeout(std::time::Duration::from_millis(5)) {
+            Ok(Ok(())) => break,
+            Ok(Err(e)) => return Err(b.device_error(format!("mapping a readback buffer: {e}"))),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(b.device_error("mapping a readback buffer was abandoned"));
+            }
+        }
     }
     let bytes = {
         let view = staging
