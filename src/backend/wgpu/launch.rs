@@ -1008,7 +1008,14 @@ mod tests {
 
     #[test]
     fn block_chunks_cover_every_block_once_within_the_cap() {
-        for (batch, dim) in [(1u64, 1u64), (3, 7), (2, 4096), (3, 4097), (5, 9000), (65, 3)] {
+        for (batch, dim) in [
+            (1u64, 1u64),
+            (3, 7),
+            (2, 4096),
+            (3, 4097),
+            (5, 9000),
+            (65, 3),
+        ] {
             for cap in [8200u64, 20_000, 1 << 20] {
                 let bl = Blocks {
                     dim,
