@@ -123,9 +123,9 @@ fn launches_over_128_mib_equal_the_reference_and_the_cpu_noise() {
         let r = rows[b];
         let lr = lrows[b];
         let mut sum = 0.0f64;
-        for e in 0..dim {
+        for (e, &n) in xi.iter().enumerate() {
             let i = b * dim + e;
-            let (xf, nf) = (xv[i] as f64, xi[e] as f64);
+            let (xf, nf) = (xv[i] as f64, n as f64);
             let (zr, tr) = (
                 r.a as f64 * xf + r.b as f64 * nf,
                 r.c as f64 * xf + r.d as f64 * nf,
@@ -143,7 +143,7 @@ fn launches_over_128_mib_equal_the_reference_and_the_cpu_noise() {
                 tg[i]
             );
             if b == 0 {
-                let u = ulps(zg[i], xi[e]);
+                let u = ulps(zg[i], n);
                 worst = worst.max(u);
                 exact += (u == 0) as usize;
                 assert_eq!(tg[i], xv[i]);

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 
-use super::{BackendKind, Caps, WgpuBackend, WgpuOptions, pipelines, timing};
+use super::{BackendKind, Caps, Inner, WgpuBackend, WgpuOptions, pipelines, timing};
 
 /// Smallest binding cap accepted: one loss block of f32 plus alignment slack.
 const MIN_BINDING: u64 = 32 * 1024;
@@ -204,16 +204,18 @@ pub(crate) fn wrap(
         ));
     }
     Ok(WgpuBackend {
-        device,
-        queue,
-        info,
-        caps,
-        f16: features.contains(wgpu::Features::SHADER_F16),
-        timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
-        pipelines: pipelines::Cache::default(),
-        timing: timing::Recorder::default(),
-        uncaptured,
-        lost,
+        inner: Box::new(Inner {
+            device,
+            queue,
+            info,
+            caps,
+            f16: features.contains(wgpu::Features::SHADER_F16),
+            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            pipelines: pipelines::Cache::default(),
+            timing: timing::Recorder::default(),
+            uncaptured,
+            lost,
+        }),
     })
 }
 
@@ -228,7 +230,7 @@ pub(crate) fn scoped<T>(b: &WgpuBackend, what: &str, f: impl FnOnce() -> T) -> R
     let out = f();
     let errors: Vec<String> = [validation.pop(), internal.pop(), oom.pop()]
         .into_iter()
-        .filter_map(|fut| pollster::block_on(fut))
+        .filter_map(pollster::block_on)
         .map(|e| e.to_string())
         .collect();
     if !errors.is_empty() {

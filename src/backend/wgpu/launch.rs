@@ -916,7 +916,7 @@ pub(crate) fn philox_dump(
     b: &WgpuBackend,
     key: [u32; 2],
     counters: &[[u32; 4]],
-) -> Result<(Vec<[u32; 4]>, Vec<[f32; 4]>)> {
+) -> Result<super::PhiloxDump> {
     let n = counters.len() as u64;
     if n == 0 {
         return Ok((Vec::new(), Vec::new()));

@@ -45,7 +45,7 @@ impl<'a> WgpuRef<'a> {
     ) -> Result<Self> {
         let len = shape.len()? as u64;
         let size = dtype.size() as u64;
-        if offset % size != 0 {
+        if !offset.is_multiple_of(size) {
             return Err(Error::invalid(
                 "wgpu view offset",
                 format!(
@@ -316,7 +316,7 @@ pub(crate) fn download(b: &WgpuBackend, src: &View<'_>) -> Result<HostTensor> {
 /// Bytes of one row as the kernels read it (whole 16-byte vectors).
 pub(crate) fn row_bytes<R: Row>() -> Result<u64> {
     let size = std::mem::size_of::<R>() as u64;
-    if size == 0 || size % 16 != 0 {
+    if size == 0 || !size.is_multiple_of(16) {
         return Err(Error::Unsupported {
             backend: BackendKind::Wgpu,
             what: format!("{} of {size} bytes", R::NAME),

@@ -36,6 +36,10 @@ use super::{BackendKind, Kernels};
 
 pub use memory::{WgpuBuffer, WgpuRef, WgpuRows};
 
+/// Raw Philox words and their normals, one of each per counter.
+#[doc(hidden)]
+pub type PhiloxDump = (Vec<[u32; 4]>, Vec<[f32; 4]>);
+
 /// How to pick and drive a wgpu adapter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WgpuOptions {
@@ -88,6 +92,20 @@ pub(crate) struct Caps {
 /// timestamp recorder.
 #[derive(Debug)]
 pub struct WgpuBackend {
+    inner: Box<Inner>,
+}
+
+impl std::ops::Deref for WgpuBackend {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+/// The state behind a [`WgpuBackend`] (boxed: the engine's backend enum
+/// stays small).
+#[derive(Debug)]
+pub struct Inner {
     device: wgpu::Device,
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
@@ -174,11 +192,7 @@ impl WgpuBackend {
     /// WGSL twin of [`rng`](crate::rng), one per counter under `key`. For the
     /// tests that hold the shader to the Rust bit for bit.
     #[doc(hidden)]
-    pub fn philox_dump(
-        &self,
-        key: [u32; 2],
-        counters: &[[u32; 4]],
-    ) -> Result<(Vec<[u32; 4]>, Vec<[f32; 4]>)> {
+    pub fn philox_dump(&self, key: [u32; 2], counters: &[[u32; 4]]) -> Result<PhiloxDump> {
         launch::philox_dump(self, key, counters)
     }
 
