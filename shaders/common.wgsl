@@ -49,6 +49,34 @@ fn row(b: u32, k: u32) -> vec4<f32> {
     return rows[P.row_base + b * P.row_stride + k];
 }
 
+// (sample, element) of a run of consecutive local elements: one division
+// for the first, then counting.
+struct Pos {
+    b: u32,
+    e: u32,
+    started: bool,
+}
+
+fn pos_start() -> Pos {
+    return Pos(0u, 0u, false);
+}
+
+// Moves to local element f (the one after the previous call's).
+fn pos_next(p: ptr<function, Pos>, f: u32) {
+    if ((*p).started) {
+        (*p).e = (*p).e + 1u;
+        if ((*p).e == P.dim) {
+            (*p).e = 0u;
+            (*p).b = (*p).b + 1u;
+        }
+    } else {
+        let g = P.e0 + f;
+        (*p).b = g / P.dim;
+        (*p).e = g - (*p).b * P.dim;
+        (*p).started = true;
+    }
+}
+
 // Linear index of this workgroup in a 2-D dispatch (x up to 65535 wide).
 fn group_index(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wg.y * nwg.x + wg.x;

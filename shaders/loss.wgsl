@@ -57,11 +57,8 @@ fn div_corrected(a: f32, b: f32) -> f32 {
     return q + r / b;
 }
 
-// (δ, ∂L/∂pred) of local element f.
-fn delta(cache: ptr<function, NoiseCache>, f: u32) -> vec2<f32> {
-    let g = P.e0 + f;
-    let b = g / P.dim;
-    let e = g - b * P.dim;
+// (δ, ∂L/∂pred) of local element f, element e of local sample b.
+fn delta(cache: ptr<function, NoiseCache>, f: u32, b: u32, e: u32) -> vec2<f32> {
     let r = row(b, 0u);
     let kp = off(0u) + f;
     let p = ld(pred[kp >> SHIFT], kp);
@@ -106,13 +103,15 @@ fn partial(
 //#endif
         let w0 = s0 - shift;
         var cache = noise_cache();
+        var pos = pos_start();
         var gv: array<f32, 17>;
         for (var i = 0u; i < 16u + shift; i = i + 1u) {
             let f = w0 + i;
             if (f >= P.n || f >= f1) {
                 continue;
             }
-            let v = delta(&cache, f);
+            pos_next(&pos, f);
+            let v = delta(&cache, f, pos.b, pos.e);
             // The element before s0 (i < shift) is summed by its own invocation.
             if (i >= shift) {
                 acc = add2(acc, vec2<f32>(v.x * v.x, 0.0));

@@ -60,6 +60,7 @@ fn main(
     }
     let base = 4u * j - P.q;
     var cache = noise_cache();
+    var pos = pos_start();
     var zv = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
     var tv = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
     var ok = array<bool, 4>(false, false, false, false);
@@ -69,9 +70,9 @@ fn main(
             continue;
         }
         ok[i] = true;
-        let g = P.e0 + f;
-        let b = g / P.dim;
-        let e = g - b * P.dim;
+        pos_next(&pos, f);
+        let b = pos.b;
+        let e = pos.e;
         let r = row(b, 0u);
         let k = off(0u) + f;
         let xv = ld(x[k >> SHIFT], k);

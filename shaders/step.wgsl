@@ -96,6 +96,7 @@ fn main(
     }
     let base = 4u * j - P.q;
     var cache = noise_cache();
+    var pos = pos_start();
     var ov = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
     var hv = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
     var ok = array<bool, 4>(false, false, false, false);
@@ -105,9 +106,9 @@ fn main(
             continue;
         }
         ok[i] = true;
-        let g = P.e0 + f;
-        let b = g / P.dim;
-        let e = g - b * P.dim;
+        pos_next(&pos, f);
+        let b = pos.b;
+        let e = pos.e;
         let h = row(b, 0u);
         let o = row(b, 1u);
         let s = row(b, 2u);

@@ -604,3 +604,17 @@ fn empty_tensors_are_fine() {
     assert_eq!(engine.download(&z.view()).unwrap().shape(), s);
     engine.synchronize().unwrap();
 }
+
+#[test]
+fn a_binding_cap_below_one_loss_block_is_refused() {
+    let e = WgpuBackend::new(WgpuOptions {
+        max_binding_bytes: Some(1024),
+        ..WgpuOptions::any_adapter()
+    });
+    match e {
+        Err(Error::InvalidArgument { .. }) => {}
+        // No adapter at all: the option is never reached.
+        Err(Error::BackendUnavailable { .. }) if !wgpu_common::wgpu_required() => {}
+        other => panic!("{:?}", other.map(|b| b.adapter_info().clone())),
+    }
+}
