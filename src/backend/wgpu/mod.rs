@@ -1,21 +1,39 @@
 //! The wgpu backend: WGSL compute shaders (`shaders/`) on any Vulkan, Metal or
 //! DX12 adapter, including Mesa's software Vulkan driver (lavapipe), which is
-//! how it runs in CI.
+//! how it runs in CI (Debian: `apt-get install mesa-vulkan-drivers libvulkan1`).
 //!
-//! * [`adapter`]: instance, adapter choice (hardware only unless software is
-//!   allowed), device, error capture.
-//! * [`template`]: one WGSL source per kernel, variants by `//#if` flags.
-//! * [`pipelines`]: each variant compiled once.
-//! * [`memory`]: device tensors (owned, or a caller's `wgpu::Buffer` borrowed
-//!   without a copy), uploads and readbacks, resident row tables.
-//! * [`launch`]: cutting a launch into binding-sized chunks and 2-D
-//!   dispatches, encoding them into one compute pass and one submit.
-//! * [`timing`]: timestamp queries around launches, for the benchmarks.
+//! Modules (private): `adapter` (instance, adapter choice — hardware only
+//! unless software is allowed —, device, error capture), `template` (one
+//! WGSL source per kernel, variants by `//#if` flags), `pipelines` (each
+//! variant compiled once), `memory` (device tensors, owned or a caller's
+//! `wgpu::Buffer` borrowed without a copy, uploads, readbacks, resident row
+//! tables), `launch` (cutting a launch into binding-sized chunks and 2-D
+//! dispatches, one compute pass and one submit per call), `timing`
+//! (timestamp queries for the benchmarks).
 //!
 //! Every launch is submitted before the call returns, so the work is queued
 //! in call order with whatever the caller submits to the same queue;
 //! nothing waits for the device except a download, a
 //! [`synchronize`](crate::Engine::synchronize) or a timed region.
+//!
+//! Using buffers the caller already has, on the engine's device:
+//!
+//! ```no_run
+//! use gaussflow::{DType, Engine, Shape, View, ViewMut};
+//! let engine = Engine::wgpu()?;
+//! let device = engine.as_wgpu().expect("a wgpu engine").device();
+//! let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+//!     label: None,
+//!     size: 2 * 4096 * 4,
+//!     usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+//!     mapped_at_creation: false,
+//! });
+//! let shape = Shape::new(1, 4096);
+//! let x = View::wgpu(&buffer, 0, shape, DType::F32)?;
+//! let z = ViewMut::wgpu(&buffer, 4096 * 4, shape, DType::F32)?;
+//! # let _ = (x, z);
+//! # Ok::<(), gaussflow::Error>(())
+//! ```
 
 mod adapter;
 mod launch;
