@@ -457,6 +457,21 @@ impl<'a> View<'a> {
         })
     }
 
+    /// Views `B · D` elements of `dtype` in a caller's `wgpu::Buffer`, from
+    /// byte `offset`, without a copy (wgpu backend). The buffer must come
+    /// from the engine's device (see [`Engine::as_wgpu`](crate::Engine::as_wgpu)),
+    /// have `STORAGE` usage (and `COPY_SRC` to be downloaded); the offset must
+    /// be a multiple of the element size and the range, rounded out to
+    /// 32-bit words, inside the buffer.
+    pub fn wgpu(buffer: &'a wgpu::Buffer, offset: u64, shape: Shape, dtype: DType) -> Result<Self> {
+        Ok(View {
+            shape,
+            data: ViewData::Wgpu(crate::backend::wgpu::WgpuRef::new(
+                buffer, offset, shape, dtype,
+            )?),
+        })
+    }
+
     /// Shape.
     pub fn shape(&self) -> Shape {
         self.shape
@@ -493,6 +508,17 @@ impl<'a> ViewMut<'a> {
         Ok(ViewMut {
             shape,
             data: ViewMutData::Host(slice),
+        })
+    }
+
+    /// A writable view of a caller's `wgpu::Buffer`, without a copy; the
+    /// same rules as [`View::wgpu`].
+    pub fn wgpu(buffer: &'a wgpu::Buffer, offset: u64, shape: Shape, dtype: DType) -> Result<Self> {
+        Ok(ViewMut {
+            shape,
+            data: ViewMutData::Wgpu(crate::backend::wgpu::WgpuRef::new(
+                buffer, offset, shape, dtype,
+            )?),
         })
     }
 
@@ -560,6 +586,15 @@ impl Tensor {
             Storage::Host(_) => BackendKind::Cpu,
             Storage::Wgpu(_) => BackendKind::Wgpu,
             Storage::Cuda(_) => BackendKind::Cuda,
+        }
+    }
+
+    /// The wgpu buffer holding the elements from byte 0, if the tensor lives
+    /// on the wgpu backend (for a caller's own shaders or copies).
+    pub fn wgpu_buffer(&self) -> Option<&wgpu::Buffer> {
+        match &self.storage {
+            Storage::Wgpu(b) => Some(b.buffer()),
+            _ => None,
         }
     }
 

@@ -150,9 +150,7 @@ impl Engine {
     /// The wgpu backend on the best adapter, software adapters (lavapipe,
     /// llvmpipe) included: asking for wgpu explicitly allows them.
     pub fn wgpu() -> Result<Engine> {
-        Self::with_wgpu(wgpu::WgpuOptions {
-            allow_software: true,
-        })
+        Self::with_wgpu(wgpu::WgpuOptions::any_adapter())
     }
 
     /// The wgpu backend with explicit options.
@@ -166,6 +164,30 @@ impl Engine {
             backend: Backend::Wgpu(b),
             attempts,
         })
+    }
+
+    /// An engine on a wgpu backend set up by the caller, e.g. with
+    /// [`WgpuBackend::from_device`](wgpu::WgpuBackend::from_device) on the
+    /// device its own framework uses.
+    pub fn from_wgpu(backend: wgpu::WgpuBackend) -> Engine {
+        let attempts = vec![Attempt {
+            backend: BackendKind::Wgpu,
+            outcome: Ok(backend.describe()),
+        }];
+        Engine {
+            backend: Backend::Wgpu(backend),
+            attempts,
+        }
+    }
+
+    /// The wgpu backend, if this engine runs one: its device and queue (to
+    /// create buffers the kernels can take without a copy) and its
+    /// timestamp timing.
+    pub fn as_wgpu(&self) -> Option<&wgpu::WgpuBackend> {
+        match &self.backend {
+            Backend::Wgpu(b) => Some(b),
+            _ => None,
+        }
     }
 
     /// The CUDA backend on device `ordinal`.
@@ -215,9 +237,7 @@ impl Engine {
                 outcome: Err(e.to_string()),
             }),
         }
-        match wgpu::WgpuBackend::new(wgpu::WgpuOptions {
-            allow_software: false,
-        }) {
+        match wgpu::WgpuBackend::new(wgpu::WgpuOptions::hardware()) {
             Ok(b) => {
                 attempts.push(Attempt {
                     backend: BackendKind::Wgpu,
