@@ -73,7 +73,12 @@ fn assert_same(what: &str, got: &HostTensor, want: &HostTensor) {
 
 /// |got − want| ≤ (2⁻²² + ε_storage)·scale + tiny, element by element.
 fn assert_close(what: &str, dtype: DType, got: &[f32], want: &[f64], scale: &[f64]) {
-    let rel = 2f64.powi(-22) + if dtype == DType::F32 { 0.0 } else { dtype.epsilon() };
+    let rel = 2f64.powi(-22)
+        + if dtype == DType::F32 {
+            0.0
+        } else {
+            dtype.epsilon()
+        };
     for i in 0..want.len() {
         let tol = rel * scale[i] + 1e-30;
         let err = (got[i] as f64 - want[i]).abs();
@@ -172,10 +177,7 @@ fn argument_layouts_match_the_c_structs() {
 
 #[test]
 fn every_entry_point_is_in_the_harness_and_the_ptx() {
-    let mut want: Vec<String> = abi::ENTRY_POINTS
-        .iter()
-        .map(|e| e.3.to_string())
-        .collect();
+    let mut want: Vec<String> = abi::ENTRY_POINTS.iter().map(|e| e.3.to_string()).collect();
     want.push(abi::LOSS_FINALIZE.to_string());
     let mut harness = cuda_harness::entry_points();
     let mut ptx: Vec<String> = gaussflow::backend::cuda::ptx::MODULES
@@ -214,7 +216,11 @@ fn philox_matches_random123_and_rng_rs() {
         ),
     ];
     for (ctr, key, want) in known {
-        assert_eq!(scalar::philox(ctr, key), want, "ctr {ctr:08x?} key {key:08x?}");
+        assert_eq!(
+            scalar::philox(ctr, key),
+            want,
+            "ctr {ctr:08x?} key {key:08x?}"
+        );
     }
     let mut s = 0x9e3779b97f4a7c15u64;
     for _ in 0..10_000 {
@@ -260,7 +266,9 @@ fn ln_sincos_and_box_muller_match_rng_rs_bit_for_bit() {
 #[test]
 fn storage_conversions_match_the_half_crate() {
     // A sweep over all f32 bit patterns (every 251st) plus the edges.
-    let mut v: Vec<f32> = (0..u32::MAX / 251).map(|k| f32::from_bits(k * 251)).collect();
+    let mut v: Vec<f32> = (0..u32::MAX / 251)
+        .map(|k| f32::from_bits(k * 251))
+        .collect();
     v.extend([
         0.0,
         -0.0,
@@ -283,13 +291,26 @@ fn storage_conversions_match_the_half_crate() {
             assert!(half::f16::from_bits(h[i]).is_nan() && half::bf16::from_bits(b[i]).is_nan());
             continue;
         }
-        assert_eq!(h[i], half::f16::from_f32(v[i]).to_bits(), "f16 of {:e}", v[i]);
-        assert_eq!(b[i], half::bf16::from_f32(v[i]).to_bits(), "bf16 of {:e}", v[i]);
+        assert_eq!(
+            h[i],
+            half::f16::from_f32(v[i]).to_bits(),
+            "f16 of {:e}",
+            v[i]
+        );
+        assert_eq!(
+            b[i],
+            half::bf16::from_f32(v[i]).to_bits(),
+            "bf16 of {:e}",
+            v[i]
+        );
     }
     let all: Vec<u16> = (0..=u16::MAX).collect();
     for (x, f) in all.iter().zip(scalar::f16_to_f32(&all)) {
         let want = half::f16::from_bits(*x).to_f32();
-        assert!(f.to_bits() == want.to_bits() || (f.is_nan() && want.is_nan()), "f16 {x:#06x}");
+        assert!(
+            f.to_bits() == want.to_bits() || (f.is_nan() && want.is_nan()),
+            "f16 {x:#06x}"
+        );
     }
 }
 
@@ -357,7 +378,15 @@ fn step_case(runner: &HostCuda, dtype: DType, dim: usize, with_history: bool, bu
         .step(inputs, &rows, Some(&noise), &mut o, Some(&mut h))
         .unwrap();
     let (mut oc, mut hc) = (poisoned(shape, dtype), poisoned(shape, dtype));
-    KernelRunner::step(&Engine::cpu(), inputs, &rows, Some(&noise), &mut oc, Some(&mut hc)).unwrap();
+    KernelRunner::step(
+        &Engine::cpu(),
+        inputs,
+        &rows,
+        Some(&noise),
+        &mut oc,
+        Some(&mut hc),
+    )
+    .unwrap();
     assert_same(&format!("{what}: out"), &o, &oc);
     assert_same(&format!("{what}: x_hat"), &h, &hc);
 
@@ -412,7 +441,10 @@ fn loss_case(runner: &HostCuda, dtype: DType, dim: usize, rebuild: bool) -> Vec<
     } else {
         HostTarget::Read(data(shape, dtype, 42, 0.5))
     };
-    let what = format!("loss {dtype} D={dim} rebuild {rebuild} ({})", runner.label());
+    let what = format!(
+        "loss {dtype} D={dim} rebuild {rebuild} ({})",
+        runner.label()
+    );
     let mut loss = vec![f32::NAN; BATCH];
     let mut grad = poisoned(shape, dtype);
     runner
@@ -420,7 +452,15 @@ fn loss_case(runner: &HostCuda, dtype: DType, dim: usize, rebuild: bool) -> Vec<
         .unwrap();
     let mut lc = vec![f32::NAN; BATCH];
     let mut gc = poisoned(shape, dtype);
-    KernelRunner::loss(&Engine::cpu(), &pred, &target, &rows, &mut lc, Some(&mut gc)).unwrap();
+    KernelRunner::loss(
+        &Engine::cpu(),
+        &pred,
+        &target,
+        &rows,
+        &mut lc,
+        Some(&mut gc),
+    )
+    .unwrap();
     // The gradient is elementwise: the same bits as the CPU.
     assert_same(&format!("{what}: grad"), &grad, &gc);
 
@@ -500,7 +540,10 @@ fn loss_matches_f64_and_is_the_same_bits_on_any_grid() {
                     .collect();
                 // Aligned or not, any grid, rows by value or by table: one reduction order.
                 for r in &runs[1..] {
-                    assert_eq!(r, &runs[0], "loss {dtype} D={dim}: bits depend on the launch");
+                    assert_eq!(
+                        r, &runs[0],
+                        "loss {dtype} D={dim}: bits depend on the launch"
+                    );
                 }
             }
         }

@@ -34,8 +34,15 @@ fn ptx_records_the_hash_of_its_current_sources() {
     for (file, src) in ptx::MODULES {
         let isa = header(src, "ptx-isa").split_whitespace().next().unwrap();
         let files: Vec<&str> = header(src, "sources").split_whitespace().collect();
-        assert_eq!(files[0], file.replace(".ptx", ".cu"), "{file}: first source");
-        assert!(files.contains(&"common.cuh"), "{file}: the common header is hashed");
+        assert_eq!(
+            files[0],
+            file.replace(".ptx", ".cu"),
+            "{file}: first source"
+        );
+        assert!(
+            files.contains(&"common.cuh"),
+            "{file}: the common header is hashed"
+        );
         let want = source_hash(&files, header(src, "options"), isa, header(src, "nvrtc"));
         assert_eq!(
             header(src, "sources-sha256"),
@@ -48,14 +55,26 @@ fn ptx_records_the_hash_of_its_current_sources() {
 #[test]
 fn ptx_targets_compute_70_at_the_declared_isa_without_contraction() {
     for (file, src) in ptx::MODULES {
-        assert!(src.contains(&format!("\n.version {}\n", ptx::PTX_ISA)), "{file}: .version");
+        assert!(
+            src.contains(&format!("\n.version {}\n", ptx::PTX_ISA)),
+            "{file}: .version"
+        );
         assert!(src.contains("\n.target sm_70\n"), "{file}: .target");
-        assert!(src.contains("\n.address_size 64\n"), "{file}: 64-bit addressing");
+        assert!(
+            src.contains("\n.address_size 64\n"),
+            "{file}: 64-bit addressing"
+        );
         let opts = header(src, "options");
-        assert!(opts.contains("--fmad=false"), "{file}: contraction must be off");
+        assert!(
+            opts.contains("--fmad=false"),
+            "{file}: contraction must be off"
+        );
         assert_eq!(header(src, "nvrtc"), "12.9", "{file}: pinned NVRTC");
         // Every multiply-add in the PTX is one the source wrote (fma.rn), none contracted (mad).
-        assert!(!src.contains("mad.rn.f32") && !src.contains("mad.f32"), "{file}: contracted mad");
+        assert!(
+            !src.contains("mad.rn.f32") && !src.contains("mad.f32"),
+            "{file}: contracted mad"
+        );
     }
 }
 
@@ -69,19 +88,38 @@ fn ptx_has_the_claimed_memory_instructions() {
         let end = rest.find(".visible .entry ").unwrap_or(rest.len());
         rest[..end].to_string()
     };
-    for (src, family) in [(ptx::NOISE, "noise"), (ptx::STEP, "step"), (ptx::LOSS, "loss")] {
+    for (src, family) in [
+        (ptx::NOISE, "noise"),
+        (ptx::STEP, "step"),
+        (ptx::LOSS, "loss"),
+    ] {
         for dt in ["f32", "f16", "bf16"] {
             let v = body(src, &format!("gf_{family}_{dt}_v"));
             let s = body(src, &format!("gf_{family}_{dt}_s"));
-            assert!(v.contains("ld.global.nc.L1::no_allocate.v4.b32"), "{family} {dt} _v: 128-bit streaming load");
-            assert!(!s.contains(".v4."), "{family} {dt} _s: the general variant has no vector access");
+            assert!(
+                v.contains("ld.global.nc.L1::no_allocate.v4.b32"),
+                "{family} {dt} _v: 128-bit streaming load"
+            );
+            assert!(
+                !s.contains(".v4."),
+                "{family} {dt} _s: the general variant has no vector access"
+            );
             if family != "loss" {
-                assert!(v.contains("st.global.cs.v4."), "{family} {dt} _v: 128-bit streaming store");
-                assert!(s.contains("st.global.cs."), "{family} {dt} _s: streaming stores");
+                assert!(
+                    v.contains("st.global.cs.v4."),
+                    "{family} {dt} _v: 128-bit streaming store"
+                );
+                assert!(
+                    s.contains("st.global.cs."),
+                    "{family} {dt} _s: streaming stores"
+                );
             }
             assert!(v.contains("mul.hi.u32"), "{family} {dt}: Philox mul.hi");
             if dt == "f16" {
-                assert!(v.contains("cvt.f32.f16") && v.contains("cvt.rn.f16.f32") || family == "loss" && v.contains("cvt.f32.f16"));
+                assert!(
+                    v.contains("cvt.f32.f16") && v.contains("cvt.rn.f16.f32")
+                        || family == "loss" && v.contains("cvt.f32.f16")
+                );
             }
         }
     }
@@ -111,9 +149,16 @@ fn transcendental_constants_match_rng_rs() {
     let mut cuda = hexes(&(section("ln") + &section("sincos")), "GF_F32(");
     // ln's centring threshold is std's SQRT_2 in rng.rs.
     assert_eq!(std::f32::consts::SQRT_2.to_bits(), 0x3fb504f3);
-    let sqrt2 = cuda.iter().position(|h| h == "0x3fb504f3").expect("SQRT_2 in gf_ln");
+    let sqrt2 = cuda
+        .iter()
+        .position(|h| h == "0x3fb504f3")
+        .expect("SQRT_2 in gf_ln");
     cuda.remove(sqrt2);
     let rust = hexes(&rs, "f32::from_bits(");
-    assert_eq!(cuda.len(), 2 + 9 + 5 + 6, "LN2 ×2, LN_P ×9, SIN_C ×5, COS_C ×6");
+    assert_eq!(
+        cuda.len(),
+        2 + 9 + 5 + 6,
+        "LN2 ×2, LN_P ×9, SIN_C ×5, COS_C ×6"
+    );
     assert_eq!(cuda, rust);
 }

@@ -23,7 +23,10 @@ fn cuda_without_a_driver_is_backend_unavailable_with_the_reason() {
         Some(why) => {
             // This machine has no driver library: every path says so.
             assert!(why.contains("libcuda"), "{why}");
-            for (what, r) in [("Engine::cuda(0)", explicit), ("GAUSSFLOW_BACKEND=cuda", from_env)] {
+            for (what, r) in [
+                ("Engine::cuda(0)", explicit),
+                ("GAUSSFLOW_BACKEND=cuda", from_env),
+            ] {
                 match r {
                     Err(Error::BackendUnavailable { backend, reason }) => {
                         assert_eq!(backend, BackendKind::Cuda, "{what}");
@@ -32,8 +35,14 @@ fn cuda_without_a_driver_is_backend_unavailable_with_the_reason() {
                     other => panic!("{what}: expected BackendUnavailable, got {other:?}"),
                 }
             }
-            let msg = cuda_probe.outcome.as_ref().expect_err("CUDA cannot start here");
-            assert!(msg.starts_with("cuda backend unavailable: ") && msg.contains("libcuda"), "{msg}");
+            let msg = cuda_probe
+                .outcome
+                .as_ref()
+                .expect_err("CUDA cannot start here");
+            assert!(
+                msg.starts_with("cuda backend unavailable: ") && msg.contains("libcuda"),
+                "{msg}"
+            );
             // auto() without the variable falls through to another backend.
             let e = Engine::auto().expect("auto never fails without the variable");
             assert_ne!(e.kind(), BackendKind::Cuda);

@@ -66,7 +66,10 @@ pub unsafe fn launch<A>(name: &str, launch: Launch, args: &A, threaded: bool) ->
     };
     match rc {
         0 => Ok(()),
-        -1 => Err(Error::invalid("entry point", format!("{name} is not in the harness"))),
+        -1 => Err(Error::invalid(
+            "entry point",
+            format!("{name} is not in the harness"),
+        )),
         _ => Err(Error::invalid(
             "entry point",
             format!("{name} met __syncthreads in a serial launch"),
@@ -84,9 +87,12 @@ pub fn entry_points() -> Vec<String> {
         .collect()
 }
 
+/// `(struct, size, [(field, offset)])` as the C++ compiler laid it out.
+pub type CLayout = (String, usize, Vec<(String, usize)>);
+
 /// `sizeof` and `offsetof` of the argument structs as the C++ compiler laid
 /// them out: `(struct, size, [(field, offset)])`.
-pub fn c_layouts() -> Vec<(String, usize, Vec<(String, usize)>)> {
+pub fn c_layouts() -> Vec<CLayout> {
     // SAFETY: a static NUL-terminated string.
     let s = unsafe { CStr::from_ptr(gfh_layouts()) }.to_string_lossy();
     s.lines()
@@ -203,7 +209,9 @@ impl Guarded {
 
     fn check(&self) -> Result<()> {
         let intact = self.bytes[..self.start].iter().all(|&b| b == CANARY)
-            && self.bytes[self.start + self.len..].iter().all(|&b| b == CANARY);
+            && self.bytes[self.start + self.len..]
+                .iter()
+                .all(|&b| b == CANARY);
         if intact {
             Ok(())
         } else {

@@ -210,10 +210,7 @@ impl Engine {
     /// Work the caller puts on [`Engine::cuda_stream`] inside `f` is
     /// captured too. Rows must be shared or in a [`RowTable`], sample ids an
     /// offset, and a loss must have run once at its size before.
-    pub fn cuda_graph(
-        &self,
-        f: impl FnOnce(&Engine) -> Result<()>,
-    ) -> Result<cuda::CudaGraphStep> {
+    pub fn cuda_graph(&self, f: impl FnOnce(&Engine) -> Result<()>) -> Result<cuda::CudaGraphStep> {
         match &self.backend {
             Backend::Cuda(b) => b.capture(|| f(self)),
             _ => Err(Error::Unsupported {

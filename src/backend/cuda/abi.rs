@@ -307,7 +307,7 @@ pub fn entry(family: Family, dtype: DType, aligned: bool) -> usize {
 /// unit, so every unit starts a row-aligned 16 bytes, and every buffer
 /// 16-byte aligned (0 = absent pointers are ignored).
 pub fn aligned(dtype: DType, dim: u64, ptrs: &[u64]) -> bool {
-    dim % unit(dtype) == 0 && ptrs.iter().all(|&p| p % UNIT_BYTES == 0)
+    dim.is_multiple_of(unit(dtype)) && ptrs.iter().all(|&p| p.is_multiple_of(UNIT_BYTES))
 }
 
 /// Geometry of an elementwise launch (`noise`, `step`) over `shape`.
@@ -462,9 +462,11 @@ pub fn loss_args(
     }
 }
 
-/// `(name, size, [(field, offset)])` of every argument struct, to compare
-/// against the C side.
-pub fn layouts() -> Vec<(&'static str, usize, Vec<(&'static str, usize)>)> {
+/// `(struct, size, [(field, offset)])`.
+pub type Layout = (&'static str, usize, Vec<(&'static str, usize)>);
+
+/// The [`Layout`] of every argument struct, to compare against the C side.
+pub fn layouts() -> Vec<Layout> {
     use std::mem::{offset_of, size_of};
     vec![
         (

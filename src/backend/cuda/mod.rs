@@ -32,9 +32,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, CudaView, CudaViewMut,
-    DevicePtr, DevicePtrMut, DeviceRepr, DeviceSlice, DriverError, LaunchConfig, PushKernelArg,
-    SyncOnDrop, sys,
+    CudaContext, CudaFunction, CudaGraph, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr,
+    DevicePtrMut, DeviceRepr, DeviceSlice, DriverError, LaunchConfig, PushKernelArg, SyncOnDrop,
+    sys,
 };
 use half::{bf16, f16};
 
@@ -115,8 +115,9 @@ impl CudaBackend {
                     "device {ordinal} requested, the driver reports {count} CUDA device(s)"
                 )));
             }
-            let ctx = CudaContext::new(ordinal)
-                .map_err(|e| unavailable(format!("device {ordinal}: context creation failed: {e}")))?;
+            let ctx = CudaContext::new(ordinal).map_err(|e| {
+                unavailable(format!("device {ordinal}: context creation failed: {e}"))
+            })?;
             // One stream: cudarc's per-buffer events would only cost time.
             // SAFETY: every buffer this engine allocates is used on its stream.
             unsafe { ctx.disable_event_tracking() };
@@ -134,13 +135,17 @@ impl CudaBackend {
     }
 
     fn start(ctx: Arc<CudaContext>, stream: Arc<CudaStream>) -> Result<Self> {
-        let attr = |a| ctx.attribute(a).map_err(|e| unavailable(format!("{a:?}: {e}")));
+        let attr = |a| {
+            ctx.attribute(a)
+                .map_err(|e| unavailable(format!("{a:?}: {e}")))
+        };
         use sys::CUdevice_attribute as A;
         let sms = attr(A::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
         let threads_per_sm = attr(A::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR)?;
         let mut limits = DeviceLimits::for_device(sms as u32, threads_per_sm as u32);
         limits.max_grid_x = attr(A::CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_X)? as u32;
-        limits.max_grid_y = (attr(A::CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Y)? as u32).min(abi::MAX_GRID_Y);
+        limits.max_grid_y =
+            (attr(A::CU_DEVICE_ATTRIBUTE_MAX_GRID_DIM_Y)? as u32).min(abi::MAX_GRID_Y);
         let (major, minor) = ctx
             .compute_capability()
             .map_err(|e| unavailable(format!("compute capability: {e}")))?;
@@ -230,7 +235,10 @@ impl CudaBackend {
         body?;
         match graph? {
             Some(graph) => Ok(CudaGraphStep { graph }),
-            None => Err(Error::invalid("CUDA graph", "the capture recorded no launch")),
+            None => Err(Error::invalid(
+                "CUDA graph",
+                "the capture recorded no launch",
+            )),
         }
     }
 
@@ -348,7 +356,9 @@ fn guard_panics<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
                 .cloned()
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(unavailable(format!("the CUDA driver bindings failed: {msg}")))
+            Err(unavailable(format!(
+                "the CUDA driver bindings failed: {msg}"
+            )))
         }
     }
 }
@@ -385,7 +395,10 @@ impl<'v> Sync<'v> {
             ));
         }
         if stream.cu_stream() != b.stream.cu_stream()
-            && !self.foreign.iter().any(|s| s.cu_stream() == stream.cu_stream())
+            && !self
+                .foreign
+                .iter()
+                .any(|s| s.cu_stream() == stream.cu_stream())
         {
             if b.capturing.load(Ordering::SeqCst) {
                 return Err(Error::invalid(
@@ -707,7 +720,11 @@ impl Kernels for CudaBackend {
         let aligned = abi::aligned(dtype, shape.dim as u64, &[x, z, target, noise.buf]);
         let f = &self.functions[abi::entry(Family::Noise, dtype, aligned)];
         let args = abi::noise_args(shape, x, z, target, rows, noise);
-        self.launch(f, abi::elementwise_launch(shape, dtype, &self.limits), &args)?;
+        self.launch(
+            f,
+            abi::elementwise_launch(shape, dtype, &self.limits),
+            &args,
+        )?;
         sync.finish(self)
     }
 
@@ -728,11 +745,17 @@ impl Kernels for CudaBackend {
             Some(t) => sync.write(self, &mut t.data)?,
             None => 0,
         };
-        let ptrs = [inputs[0], inputs[1], inputs[2], inputs[3], out, x_hat, noise.buf];
+        let ptrs = [
+            inputs[0], inputs[1], inputs[2], inputs[3], out, x_hat, noise.buf,
+        ];
         let aligned = abi::aligned(dtype, shape.dim as u64, &ptrs);
         let f = &self.functions[abi::entry(Family::Step, dtype, aligned)];
         let args = abi::step_args(shape, inputs, out, x_hat, rows, noise);
-        self.launch(f, abi::elementwise_launch(shape, dtype, &self.limits), &args)?;
+        self.launch(
+            f,
+            abi::elementwise_launch(shape, dtype, &self.limits),
+            &args,
+        )?;
         sync.finish(self)
     }
 

@@ -11,7 +11,8 @@ pub const STEP: &str = include_str!("../../../kernels/step.ptx");
 pub const LOSS: &str = include_str!("../../../kernels/loss.ptx");
 
 /// Every module, with its file name.
-pub const MODULES: [(&str, &str); 3] = [("noise.ptx", NOISE), ("step.ptx", STEP), ("loss.ptx", LOSS)];
+pub const MODULES: [(&str, &str); 3] =
+    [("noise.ptx", NOISE), ("step.ptx", STEP), ("loss.ptx", LOSS)];
 
 /// The PTX ISA version the modules declare (a driver must support it).
 pub const PTX_ISA: &str = "7.4";
