@@ -6,6 +6,30 @@
 //! test harness such as the host-compiled CUDA C of `cuda-harness`. The
 //! checks in this module take a runner, never a backend, so the same checks
 //! hold every implementation to the same reference.
+//!
+//! * [`run_matrix`] runs every [`Variant`] × dtype × size ([`Matrix`]) and
+//!   returns one [`CheckRow`] per output (serializable: `verify --json`);
+//!   [`format_table`] prints them, [`Summary`] counts them.
+//! * [`run_backends`] runs the matrix on each backend asked for that starts
+//!   and says why the others did not ([`BackendReport`]): `gaussflow verify`.
+//! * [`check`] runs one variant on one [`Case`].
+//! * [`Tolerance`] holds every tolerance and the error analysis behind it.
+//!
+//! Every run draws fresh random inputs ([`inputs::TestRng`]), poisons every
+//! output with NaN first (so an element the kernel does not write fails), and
+//! compares with an f64 evaluation of the formula on the stored inputs.
+
+mod checks;
+pub mod inputs;
+mod report;
+mod tolerance;
+
+pub use checks::{
+    BackendReport, Case, DEFAULT_BATCH, DEFAULT_SEED, DEFAULT_SIZES, LossTarget, Matrix,
+    NoiseSource, StepVariant, Variant, check, run_backends, run_matrix,
+};
+pub use report::{CheckRow, Op, Status, Summary, format_table};
+pub use tolerance::{ROUNDINGS, SUM_LAMBDA, Tolerance, U32};
 
 use crate::Engine;
 use crate::backend::{LossOp, Noise, NoiseOp, SampleIds, StepOp, Target};
@@ -95,6 +119,27 @@ pub trait KernelRunner {
         loss: &mut [f32],
         grad: Option<&mut HostTensor>,
     ) -> Result<()>;
+    /// [`step`](KernelRunner::step) with its rows taken from a table
+    /// uploaded once ([`Engine::upload_rows`]): rows `start .. start + len`
+    /// of `table` (`len` 1 or `B`), as a sampling loop reads them by step
+    /// index. A runner without device tables may keep this default, which
+    /// passes the slice as host rows.
+    #[allow(clippy::too_many_arguments)]
+    fn step_from_table(
+        &self,
+        inputs: [Option<&HostTensor>; 4],
+        table: &[StepRow],
+        start: usize,
+        len: usize,
+        noise: Option<&HostNoise>,
+        out: &mut HostTensor,
+        x_hat: Option<&mut HostTensor>,
+    ) -> Result<()> {
+        let rows = table
+            .get(start..start.saturating_add(len))
+            .ok_or_else(|| crate::Error::invalid("step row table range", "out of bounds"))?;
+        self.step(inputs, rows, noise, out, x_hat)
+    }
 }
 
 /// A host noise description on an engine's device.
@@ -172,28 +217,21 @@ impl KernelRunner for Engine {
         out: &mut HostTensor,
         x_hat: Option<&mut HostTensor>,
     ) -> Result<()> {
-        let din: Vec<Option<crate::Tensor>> = inputs
-            .iter()
-            .map(|i| i.map(|t| self.upload(t)).transpose())
-            .collect::<Result<_>>()?;
-        let mut dout = self.upload(out)?;
-        let mut dx = x_hat.as_ref().map(|t| self.upload(t)).transpose()?;
-        let n = noise.map(|n| DevNoise::new(self, n)).transpose()?;
-        Engine::step(
-            self,
-            StepOp {
-                inputs: std::array::from_fn(|k| din[k].as_ref().map(|t| t.view())),
-                rows: rows.into(),
-                noise: n.as_ref().map(|n| n.noise()),
-                out: dout.view_mut(),
-                x_hat: dx.as_mut().map(|t| t.view_mut()),
-            },
-        )?;
-        download_into(self, &dout, out)?;
-        if let (Some(d), Some(h)) = (dx.as_ref(), x_hat) {
-            download_into(self, d, h)?;
-        }
-        Ok(())
+        self.step_rows(inputs, rows.into(), noise, out, x_hat)
+    }
+
+    fn step_from_table(
+        &self,
+        inputs: [Option<&HostTensor>; 4],
+        table: &[StepRow],
+        start: usize,
+        len: usize,
+        noise: Option<&HostNoise>,
+        out: &mut HostTensor,
+        x_hat: Option<&mut HostTensor>,
+    ) -> Result<()> {
+        let table = self.upload_rows(table)?;
+        self.step_rows(inputs, table.rows(start, len)?, noise, out, x_hat)
     }
 
     fn loss(
@@ -236,6 +274,41 @@ impl KernelRunner for Engine {
         let l = self.download(&dl.view())?.to_f32_vec();
         loss.copy_from_slice(&l);
         if let (Some(d), Some(h)) = (dg.as_ref(), grad) {
+            download_into(self, d, h)?;
+        }
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Uploads the step's host tensors, runs it with `rows`, downloads.
+    fn step_rows(
+        &self,
+        inputs: [Option<&HostTensor>; 4],
+        rows: crate::backend::Rows<'_, StepRow>,
+        noise: Option<&HostNoise>,
+        out: &mut HostTensor,
+        x_hat: Option<&mut HostTensor>,
+    ) -> Result<()> {
+        let din: Vec<Option<crate::Tensor>> = inputs
+            .iter()
+            .map(|i| i.map(|t| self.upload(t)).transpose())
+            .collect::<Result<_>>()?;
+        let mut dout = self.upload(out)?;
+        let mut dx = x_hat.as_ref().map(|t| self.upload(t)).transpose()?;
+        let n = noise.map(|n| DevNoise::new(self, n)).transpose()?;
+        Engine::step(
+            self,
+            StepOp {
+                inputs: std::array::from_fn(|k| din[k].as_ref().map(|t| t.view())),
+                rows,
+                noise: n.as_ref().map(|n| n.noise()),
+                out: dout.view_mut(),
+                x_hat: dx.as_mut().map(|t| t.view_mut()),
+            },
+        )?;
+        download_into(self, &dout, out)?;
+        if let (Some(d), Some(h)) = (dx.as_ref(), x_hat) {
             download_into(self, d, h)?;
         }
         Ok(())

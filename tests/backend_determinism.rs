@@ -1,0 +1,183 @@
+//! Same input, same bits (DESIGN §4, §6): the loss reduction has a fixed
+//! order, so it is bit-identical run to run, and no kernel's result depends
+//! on the number of threads running it (each test runs inside rayon pools of
+//! 1, 2 and 3 threads; the CPU backend uses the pool it is called from).
+//! Written once, run on every runner present and every dtype it stores.
+
+mod common;
+
+use gaussflow::rows::{LossRow, NoiseRow, StepRow};
+use gaussflow::verify::inputs::{StepShape, TestRng, loss_row, noise_row, step_row};
+use gaussflow::verify::{HostIds, HostNoise, HostTarget, KernelRunner};
+use gaussflow::{DType, Domain, HostTensor, NoiseKey, Shape};
+
+/// Several CPU chunks and loss blocks per sample, with ragged tails.
+const SHAPES: [Shape; 3] = [
+    Shape::new(3, 65537),
+    Shape::new(2, 3 * 4096 + 5),
+    Shape::new(5, 1023),
+];
+
+const KEY: NoiseKey = NoiseKey {
+    seed: 31337,
+    stream: 2,
+    domain: Domain::FORWARD,
+};
+
+struct Inputs {
+    a: HostTensor,
+    b: HostTensor,
+    c: HostTensor,
+    times: Vec<f64>,
+    loss_rows: Vec<LossRow>,
+}
+
+impl Inputs {
+    fn new(shape: Shape, dtype: DType) -> Self {
+        let mut rng = TestRng::new(shape.dim as u64 ^ 0xd1ce);
+        let a = rng.tensor(shape, dtype).unwrap();
+        let b = rng.tensor(shape, dtype).unwrap();
+        let c = rng.tensor(shape, dtype).unwrap();
+        let times = rng.times(shape.batch);
+        let loss_rows = times.iter().map(|&t| loss_row(t, &mut rng)).collect();
+        Inputs {
+            a,
+            b,
+            c,
+            times,
+            loss_rows,
+        }
+    }
+}
+
+fn bits(t: &HostTensor) -> Vec<u32> {
+    t.to_f32_vec().iter().map(|v| v.to_bits()).collect()
+}
+
+/// Loss and gradient bits, target read and rebuilt.
+fn loss_bits(runner: &dyn KernelRunner, inp: &Inputs) -> Vec<u32> {
+    let shape = inp.a.shape();
+    let mut all = Vec::new();
+    for target in [
+        HostTarget::Read(inp.b.clone()),
+        HostTarget::Rebuild {
+            x: inp.c.clone(),
+            noise: HostNoise::Philox {
+                key: KEY,
+                ids: HostIds::Offset(77),
+            },
+        },
+    ] {
+        let mut loss = vec![f32::NAN; shape.batch];
+        let mut grad = HostTensor::nan(shape, inp.a.dtype()).unwrap();
+        runner
+            .loss(&inp.a, &target, &inp.loss_rows, &mut loss, Some(&mut grad))
+            .unwrap();
+        assert!(loss.iter().all(|l| l.is_finite()));
+        all.extend(loss.iter().map(|l| l.to_bits()));
+        all.extend(bits(&grad));
+    }
+    all
+}
+
+/// Noise and step output bits.
+fn elementwise_bits(runner: &dyn KernelRunner, inp: &Inputs) -> Vec<u32> {
+    let (shape, dtype) = (inp.a.shape(), inp.a.dtype());
+    let noise = HostNoise::Philox {
+        key: KEY,
+        ids: HostIds::Offset(5),
+    };
+    let rows: Vec<NoiseRow> = inp.times.iter().map(|&t| noise_row(t)).collect();
+    let mut z = HostTensor::nan(shape, dtype).unwrap();
+    runner.noise(&inp.a, &rows, &noise, &mut z, None).unwrap();
+    let shape_all = StepShape {
+        guidance: Some(3.0),
+        history: true,
+        eta: 1.0,
+        clip: None,
+    };
+    let rows: Vec<StepRow> = inp.times.iter().map(|&t| step_row(t, shape_all)).collect();
+    let mut out = HostTensor::nan(shape, dtype).unwrap();
+    runner
+        .step(
+            [Some(&inp.a), Some(&inp.b), Some(&inp.c), Some(&inp.b)],
+            &rows,
+            Some(&noise),
+            &mut out,
+            None,
+        )
+        .unwrap();
+    let mut v = bits(&z);
+    v.extend(bits(&out));
+    v
+}
+
+fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool")
+        .install(f)
+}
+
+fn for_each_case(body: impl Fn(&common::Present, &Inputs)) {
+    common::for_each_runner(|p| {
+        for shape in SHAPES {
+            for dtype in DType::ALL {
+                if p.runner.supports(dtype) {
+                    body(p, &Inputs::new(shape, dtype));
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn loss_is_bit_identical_run_to_run() {
+    for_each_case(|p, inp| {
+        let first = loss_bits(p.runner.as_ref(), inp);
+        for run in 1..4 {
+            assert!(
+                loss_bits(p.runner.as_ref(), inp) == first,
+                "{}: {} {}: run {run} differs",
+                p.name,
+                inp.a.dtype(),
+                inp.a.shape()
+            );
+        }
+    });
+}
+
+#[test]
+fn loss_does_not_depend_on_the_thread_count() {
+    for_each_case(|p, inp| {
+        let runner = p.runner.as_ref();
+        let one = in_pool(1, || loss_bits(runner, inp));
+        for threads in [2, 3] {
+            assert!(
+                in_pool(threads, || loss_bits(runner, inp)) == one,
+                "{}: {} {}: {threads} threads differ from 1",
+                p.name,
+                inp.a.dtype(),
+                inp.a.shape()
+            );
+        }
+    });
+}
+
+#[test]
+fn noise_and_step_do_not_depend_on_the_thread_count() {
+    for_each_case(|p, inp| {
+        let runner = p.runner.as_ref();
+        let one = in_pool(1, || elementwise_bits(runner, inp));
+        for threads in [2, 3] {
+            assert!(
+                in_pool(threads, || elementwise_bits(runner, inp)) == one,
+                "{}: {} {}: {threads} threads differ from 1",
+                p.name,
+                inp.a.dtype(),
+                inp.a.shape()
+            );
+        }
+    });
+}

@@ -1,0 +1,326 @@
+//! Noise is keyed by the caller's sample id, not the batch slot (DESIGN §6):
+//! a sample's results (noising, a noisy sampler step, a rebuilt-target loss)
+//! are bit-identical whatever the batch size, its slot, an offset or an
+//! explicit id vector, and a batch split in two equals the unsplit batch.
+//! Written once, run on every runner present and every dtype it stores.
+
+mod common;
+
+use gaussflow::rows::{LossRow, NoiseRow, StepRow};
+use gaussflow::verify::inputs::{StepShape, TestRng, loss_row, noise_row, step_row};
+use gaussflow::verify::{HostIds, HostNoise, HostTarget, KernelRunner};
+use gaussflow::{DType, Domain, HostTensor, NoiseKey, Shape};
+
+/// Sample `i` of the population has id `FIRST_ID + i`.
+const FIRST_ID: u32 = 4_000_000_000;
+const POPULATION: usize = 16;
+
+/// Per-sample data of `POPULATION` samples of `dim` elements.
+struct Population {
+    dim: usize,
+    x: Vec<Vec<f32>>,
+    model: Vec<Vec<f32>>,
+    noise_rows: Vec<NoiseRow>,
+    step_rows: Vec<StepRow>,
+    loss_rows: Vec<LossRow>,
+}
+
+impl Population {
+    fn new(dim: usize) -> Self {
+        let mut rng = TestRng::new(dim as u64);
+        let vec = |rng: &mut TestRng| {
+            (0..POPULATION)
+                .map(|_| (0..dim).map(|_| rng.normal() as f32).collect())
+                .collect::<Vec<Vec<f32>>>()
+        };
+        let x = vec(&mut rng);
+        let model = vec(&mut rng);
+        let times = rng.times(POPULATION);
+        let shape = StepShape {
+            eta: 1.0,
+            ..StepShape::default()
+        };
+        Population {
+            dim,
+            x,
+            model,
+            noise_rows: times.iter().map(|&t| noise_row(t)).collect(),
+            step_rows: times.iter().map(|&t| step_row(t, shape)).collect(),
+            loss_rows: times.iter().map(|&t| loss_row(t, &mut rng)).collect(),
+        }
+    }
+
+    fn gather(&self, of: &[Vec<f32>], members: &[usize], dtype: DType) -> HostTensor {
+        let v: Vec<f32> = members.iter().flat_map(|&i| of[i].clone()).collect();
+        HostTensor::from_f32(Shape::new(members.len(), self.dim), &v, dtype).unwrap()
+    }
+}
+
+/// A batch: which population members sit in its slots, and how their ids
+/// are given.
+struct Batch {
+    members: Vec<usize>,
+    ids: HostIds,
+}
+
+impl Batch {
+    /// Consecutive members `first..first + len`, ids by offset.
+    fn offset(first: usize, len: usize) -> Self {
+        Batch {
+            members: (first..first + len).collect(),
+            ids: HostIds::Offset(FIRST_ID + first as u32),
+        }
+    }
+
+    /// Any members, ids given explicitly.
+    fn explicit(members: &[usize]) -> Self {
+        Batch {
+            members: members.to_vec(),
+            ids: HostIds::Explicit(members.iter().map(|&i| FIRST_ID + i as u32).collect()),
+        }
+    }
+}
+
+/// The batches every test compares: the whole population, each sample
+/// alone, shuffled subsets, and the population split in two.
+fn batches() -> Vec<Vec<Batch>> {
+    vec![
+        (0..POPULATION).map(|i| Batch::offset(i, 1)).collect(),
+        vec![
+            Batch::explicit(&[7, 3, 15, 0, 9]),
+            Batch::explicit(&[1, 2, 4, 5, 6, 8]),
+            { Batch::explicit(&[10, 11, 12, 13, 14]) },
+        ],
+        vec![Batch::offset(0, 7), Batch::offset(7, POPULATION - 7)],
+        vec![Batch::explicit(&(0..POPULATION).rev().collect::<Vec<_>>())],
+    ]
+}
+
+/// Bits of each sample's row of `t`, by population member.
+fn per_member(t: &HostTensor, members: &[usize], out: &mut [Vec<u32>]) {
+    let v = t.to_f32_vec();
+    let d = t.shape().dim;
+    for (slot, &m) in members.iter().enumerate() {
+        out[m] = v[slot * d..(slot + 1) * d]
+            .iter()
+            .map(|x| x.to_bits())
+            .collect();
+    }
+}
+
+const KEY: NoiseKey = NoiseKey {
+    seed: 0xfeed_beef_0bad_cafe,
+    stream: 12,
+    domain: Domain::FORWARD,
+};
+
+/// `(z, target)` bits per member, from running `batches` (which together
+/// cover the population once).
+fn noise_results(
+    runner: &dyn KernelRunner,
+    pop: &Population,
+    batches: &[Batch],
+    dtype: DType,
+) -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
+    let (mut z_all, mut t_all) = (vec![vec![]; POPULATION], vec![vec![]; POPULATION]);
+    for b in batches {
+        let shape = Shape::new(b.members.len(), pop.dim);
+        let x = pop.gather(&pop.x, &b.members, dtype);
+        let rows: Vec<NoiseRow> = b.members.iter().map(|&i| pop.noise_rows[i]).collect();
+        let noise = HostNoise::Philox {
+            key: KEY,
+            ids: b.ids.clone(),
+        };
+        let mut z = HostTensor::nan(shape, dtype).unwrap();
+        let mut t = HostTensor::nan(shape, dtype).unwrap();
+        runner
+            .noise(&x, &rows, &noise, &mut z, Some(&mut t))
+            .unwrap();
+        per_member(&z, &b.members, &mut z_all);
+        per_member(&t, &b.members, &mut t_all);
+    }
+    (z_all, t_all)
+}
+
+fn step_results(
+    runner: &dyn KernelRunner,
+    pop: &Population,
+    batches: &[Batch],
+    dtype: DType,
+) -> Vec<Vec<u32>> {
+    let mut all = vec![vec![]; POPULATION];
+    for b in batches {
+        let shape = Shape::new(b.members.len(), pop.dim);
+        let z = pop.gather(&pop.x, &b.members, dtype);
+        let m = pop.gather(&pop.model, &b.members, dtype);
+        let rows: Vec<StepRow> = b.members.iter().map(|&i| pop.step_rows[i]).collect();
+        let noise = HostNoise::Philox {
+            key: KEY.with_stream(3),
+            ids: b.ids.clone(),
+        };
+        let mut out = HostTensor::nan(shape, dtype).unwrap();
+        runner
+            .step(
+                [Some(&z), Some(&m), None, None],
+                &rows,
+                Some(&noise),
+                &mut out,
+                None,
+            )
+            .unwrap();
+        per_member(&out, &b.members, &mut all);
+    }
+    all
+}
+
+/// `(loss, grad)` bits per member, target rebuilt from regenerated noise.
+fn loss_results(
+    runner: &dyn KernelRunner,
+    pop: &Population,
+    batches: &[Batch],
+    dtype: DType,
+) -> (Vec<u32>, Vec<Vec<u32>>) {
+    let (mut l_all, mut g_all) = (vec![0u32; POPULATION], vec![vec![]; POPULATION]);
+    for b in batches {
+        let shape = Shape::new(b.members.len(), pop.dim);
+        let pred = pop.gather(&pop.model, &b.members, dtype);
+        let x = pop.gather(&pop.x, &b.members, dtype);
+        let rows: Vec<LossRow> = b.members.iter().map(|&i| pop.loss_rows[i]).collect();
+        let target = HostTarget::Rebuild {
+            x,
+            noise: HostNoise::Philox {
+                key: KEY,
+                ids: b.ids.clone(),
+            },
+        };
+        let mut loss = vec![f32::NAN; b.members.len()];
+        let mut grad = HostTensor::nan(shape, dtype).unwrap();
+        runner
+            .loss(&pred, &target, &rows, &mut loss, Some(&mut grad))
+            .unwrap();
+        for (slot, &m) in b.members.iter().enumerate() {
+            l_all[m] = loss[slot].to_bits();
+        }
+        per_member(&grad, &b.members, &mut g_all);
+    }
+    (l_all, g_all)
+}
+
+const DIMS: [usize; 2] = [7, 1023];
+
+fn for_each_config(body: impl Fn(&dyn KernelRunner, &Population, DType)) {
+    common::for_each_runner(|p| {
+        for dim in DIMS {
+            let pop = Population::new(dim);
+            for dtype in DType::ALL {
+                if p.runner.supports(dtype) {
+                    body(p.runner.as_ref(), &pop, dtype);
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn noising_depends_on_the_sample_id_not_the_batch() {
+    for_each_config(|runner, pop, dtype| {
+        let whole = noise_results(runner, pop, &[Batch::offset(0, POPULATION)], dtype);
+        assert!(whole.0.iter().all(|r| r.len() == pop.dim));
+        for (k, split) in batches().iter().enumerate() {
+            let got = noise_results(runner, pop, split, dtype);
+            assert!(
+                got == whole,
+                "{dtype} D={}: batching {k} changed z or target",
+                pop.dim
+            );
+        }
+    });
+}
+
+#[test]
+fn a_noisy_step_depends_on_the_sample_id_not_the_batch() {
+    for_each_config(|runner, pop, dtype| {
+        let whole = step_results(runner, pop, &[Batch::offset(0, POPULATION)], dtype);
+        for (k, split) in batches().iter().enumerate() {
+            let got = step_results(runner, pop, split, dtype);
+            assert!(
+                got == whole,
+                "{dtype} D={}: batching {k} changed the step",
+                pop.dim
+            );
+        }
+    });
+}
+
+#[test]
+fn a_rebuilt_target_loss_depends_on_the_sample_id_not_the_batch() {
+    for_each_config(|runner, pop, dtype| {
+        let whole = loss_results(runner, pop, &[Batch::offset(0, POPULATION)], dtype);
+        for (k, split) in batches().iter().enumerate() {
+            let got = loss_results(runner, pop, split, dtype);
+            assert!(
+                got == whole,
+                "{dtype} D={}: batching {k} changed the loss",
+                pop.dim
+            );
+        }
+    });
+}
+
+#[test]
+fn different_ids_streams_and_domains_give_different_noise() {
+    // The noise really is keyed: moving a sample to another id (same slot,
+    // same data) changes its result, as do the stream and the domain.
+    common::for_each_runner(|p| {
+        let pop = Population::new(64);
+        let dtype = DType::F32;
+        let base = noise_results(p.runner.as_ref(), &pop, &[Batch::offset(0, 1)], dtype);
+        let run = |ids: HostIds, key: NoiseKey| {
+            let x = pop.gather(&pop.x, &[0], dtype);
+            let mut z = HostTensor::nan(Shape::new(1, pop.dim), dtype).unwrap();
+            let noise = HostNoise::Philox { key, ids };
+            p.runner
+                .noise(&x, &pop.noise_rows[..1], &noise, &mut z, None)
+                .unwrap();
+            z.to_f32_vec()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<u32>>()
+        };
+        assert_eq!(run(HostIds::Offset(FIRST_ID), KEY), base.0[0]);
+        assert_eq!(run(HostIds::Explicit(vec![FIRST_ID]), KEY), base.0[0]);
+        for (what, other) in [
+            ("id", run(HostIds::Offset(FIRST_ID + 1), KEY)),
+            (
+                "stream",
+                run(HostIds::Offset(FIRST_ID), KEY.with_stream(13)),
+            ),
+            (
+                "domain",
+                run(
+                    HostIds::Offset(FIRST_ID),
+                    NoiseKey {
+                        domain: Domain::SAMPLER_STEP,
+                        ..KEY
+                    },
+                ),
+            ),
+            (
+                "seed",
+                run(
+                    HostIds::Offset(FIRST_ID),
+                    NoiseKey {
+                        seed: KEY.seed ^ 1,
+                        ..KEY
+                    },
+                ),
+            ),
+        ] {
+            let same = other.iter().zip(&base.0[0]).filter(|(a, b)| a == b).count();
+            assert!(
+                same < 4,
+                "changing the {what} left {same} of 64 elements equal"
+            );
+        }
+    });
+}
