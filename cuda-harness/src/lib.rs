@@ -333,6 +333,48 @@ impl HostCuda {
         }
     }
 
+    fn step_with(
+        &self,
+        inputs: [Option<&HostTensor>; 4],
+        rows: impl FnOnce(&HostCuda, &mut Vec<Guarded>) -> Result<RowsArg<StepRow>>,
+        noise: Option<&HostNoise>,
+        out: &mut HostTensor,
+        x_hat: Option<&mut HostTensor>,
+    ) -> Result<()> {
+        let (shape, dtype) = (out.shape(), out.dtype());
+        for t in inputs.iter().flatten() {
+            same_shape("step: input", t, shape, dtype)?;
+        }
+        if shape.is_empty() {
+            return Ok(());
+        }
+        let mut keep = Vec::new();
+        let rows = rows(self, &mut keep)?;
+        let src = self.noise_src(noise, &mut keep);
+        let mut gin: Vec<Option<Guarded>> = inputs
+            .iter()
+            .map(|t| t.map(|t| self.guarded(t, "step input")))
+            .collect();
+        let pin: [u64; 4] = std::array::from_fn(|k| gin[k].as_mut().map_or(0, |g| g.ptr()));
+        let mut gout = self.guarded(out, "out");
+        let mut gh = x_hat.as_ref().map(|t| self.guarded(t, "x_hat"));
+        let pout = gout.ptr();
+        let ph = gh.as_mut().map_or(0, |g| g.ptr());
+        let ptrs = [pin[0], pin[1], pin[2], pin[3], pout, ph, src.buf];
+        let aligned = abi::aligned(dtype, shape.dim as u64, &ptrs);
+        let args = abi::step_args(shape, pin, pout, ph, rows, src);
+        let l = abi::elementwise_launch(shape, dtype, &self.limits);
+        // SAFETY: every pointer is a live guarded buffer of the right length.
+        unsafe { launch(name(Family::Step, dtype, aligned), l, &args, self.threaded)? };
+        gin.iter().flatten().try_for_each(Guarded::check)?;
+        keep.iter().try_for_each(Guarded::check)?;
+        copy_back(&gout, out)?;
+        if let (Some(g), Some(t)) = (gh.as_ref(), x_hat) {
+            copy_back(g, t)?;
+        }
+        Ok(())
+    }
+
     fn guarded(&self, t: &HostTensor, what: &'static str) -> Guarded {
         Guarded::new(bytes_of(t), self.skew(t.dtype()), what)
     }
@@ -422,40 +464,48 @@ impl KernelRunner for HostCuda {
         out: &mut HostTensor,
         x_hat: Option<&mut HostTensor>,
     ) -> Result<()> {
-        let (shape, dtype) = (out.shape(), out.dtype());
-        for t in inputs.iter().flatten() {
-            same_shape("step: input", t, shape, dtype)?;
-        }
-        if shape.is_empty() {
-            return Ok(());
-        }
-        let mut keep = Vec::new();
-        let rows = self.rows(rows, &mut keep);
-        let src = self.noise_src(noise, &mut keep);
-        let mut gin: Vec<Option<Guarded>> = inputs
-            .iter()
-            .map(|t| t.map(|t| self.guarded(t, "step input")))
-            .collect();
-        let pin: [u64; 4] = std::array::from_fn(|k| gin[k].as_mut().map_or(0, |g| g.ptr()));
-        let mut gout = self.guarded(out, "out");
-        let mut gh = x_hat.as_ref().map(|t| self.guarded(t, "x_hat"));
-        let pout = gout.ptr();
-        let ph = gh.as_mut().map_or(0, |g| g.ptr());
-        let ptrs = [pin[0], pin[1], pin[2], pin[3], pout, ph, src.buf];
-        let aligned = abi::aligned(dtype, shape.dim as u64, &ptrs);
-        let args = abi::step_args(shape, pin, pout, ph, rows, src);
-        let l = abi::elementwise_launch(shape, dtype, &self.limits);
-        // SAFETY: every pointer is a live guarded buffer of the right length.
-        unsafe { launch(name(Family::Step, dtype, aligned), l, &args, self.threaded)? };
-        gin.iter().flatten().try_for_each(Guarded::check)?;
-        keep.iter().try_for_each(Guarded::check)?;
-        copy_back(&gout, out)?;
-        if let (Some(g), Some(t)) = (gh.as_ref(), x_hat) {
-            copy_back(g, t)?;
-        }
-        Ok(())
+        self.step_with(inputs, |h, keep| Ok(h.rows(rows, keep)), noise, out, x_hat)
     }
 
+    /// Rows `start .. start + len` of a table in one device array, read at
+    /// an offset as the backend reads a `RowTable` by step index.
+    fn step_from_table(
+        &self,
+        inputs: [Option<&HostTensor>; 4],
+        table: &[StepRow],
+        start: usize,
+        len: usize,
+        noise: Option<&HostNoise>,
+        out: &mut HostTensor,
+        x_hat: Option<&mut HostTensor>,
+    ) -> Result<()> {
+        if start.checked_add(len).is_none_or(|end| end > table.len()) {
+            return Err(Error::invalid(
+                "step row table range",
+                format!(
+                    "rows {start}..{start}+{len} exceed the table's {} rows",
+                    table.len()
+                ),
+            ));
+        }
+        if len != 1 && len != out.shape().batch {
+            return Err(Error::Length {
+                what: "step rows (one per sample, or one shared)".into(),
+                expected: out.shape().batch,
+                got: len,
+            });
+        }
+        let rows = |_: &HostCuda, keep: &mut Vec<Guarded>| {
+            let mut g = Guarded::new(bytemuck::cast_slice(table), 0, "row table");
+            let ptr = g.ptr() + (start * size_of::<StepRow>()) as u64;
+            keep.push(g);
+            Ok(RowsArg::Device {
+                ptr,
+                stride: u64::from(len != 1),
+            })
+        };
+        self.step_with(inputs, rows, noise, out, x_hat)
+    }
     fn loss(
         &self,
         pred: &HostTensor,
