@@ -332,12 +332,12 @@ __device__ __forceinline__ void gf_sincos_2pi(float u, float* s_out, float* c_ou
     c = fmaf(c, r2, GF_F32(0x3e81e0f8));
     c = fmaf(c, r2, GF_F32(0xbf9de9e7));
     c = fmaf(c, r2, GF_F32(0x3f800000));
-    switch ((int)q & 3) {
-        case 0: *s_out = s; *c_out = c; break;
-        case 1: *s_out = c; *c_out = -s; break;
-        case 2: *s_out = -s; *c_out = -c; break;
-        default: *s_out = -c; *c_out = s; break;
-    }
+    // Quadrant k of (sin, cos): (s, c), (c, −s), (−s, −c), (−c, s); written
+    // as selects so lanes of a warp in different quadrants do not diverge.
+    const int k = (int)q & 3;
+    const float sa = (k & 1) ? c : s, ca = (k & 1) ? s : c;
+    *s_out = (k & 2) ? -sa : sa;
+    *c_out = ((k + 1) & 2) ? -ca : ca;
 }
 // END-CONSTANTS sincos
 
