@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,14 +26,17 @@
 thread_local uint3 threadIdx, blockIdx, blockDim, gridDim;
 static thread_local std::barrier<>* block_barrier = nullptr;
 static thread_local bool serial_launch = false;
-static int syncthreads_in_serial = 0;
+static thread_local int syncthreads_in_serial = 0;
+// `__shared__` is a process-wide static here: one threaded launch at a time
+// (tests launch from several threads at once).
+static std::mutex shared_memory_owner;
 
 void gfh_syncthreads() {
     if (block_barrier) {
         block_barrier->arrive_and_wait();
     } else if (serial_launch) {
         // A barrier in a serially run kernel would not be honoured: flag it.
-        __atomic_add_fetch(&syncthreads_in_serial, 1, __ATOMIC_RELAXED);
+        ++syncthreads_in_serial;
     }
 }
 
@@ -105,6 +109,7 @@ int gfh_launch(const char* name, const unsigned grid_[3], const unsigned block_[
         serial_launch = false;
         return syncthreads_in_serial ? -2 : 0;
     }
+    const std::lock_guard<std::mutex> own(shared_memory_owner);
     std::barrier<> bar((std::ptrdiff_t)threads);
     std::vector<std::thread> pool;
     pool.reserve(threads);
