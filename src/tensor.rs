@@ -472,6 +472,20 @@ impl<'a> View<'a> {
         })
     }
 
+    /// Views a caller's CUDA device memory as `[B, D]` (CUDA backend), with
+    /// no copy; its length must be `B · D`. The engine's launches are ordered
+    /// after the work on the view's stream and before later work on it.
+    pub fn cuda<T: crate::backend::cuda::CudaElement>(
+        data: cudarc::driver::CudaView<'a, T>,
+        shape: Shape,
+    ) -> Result<Self> {
+        check_len(shape, data.len())?;
+        Ok(View {
+            shape,
+            data: ViewData::Cuda(T::wrap_ref(data)),
+        })
+    }
+
     /// Shape.
     pub fn shape(&self) -> Shape {
         self.shape
@@ -522,6 +536,19 @@ impl<'a> ViewMut<'a> {
         })
     }
 
+    /// Views a caller's mutable CUDA device memory as `[B, D]` (CUDA
+    /// backend), with no copy; its length must be `B · D`.
+    pub fn cuda<T: crate::backend::cuda::CudaElement>(
+        data: cudarc::driver::CudaViewMut<'a, T>,
+        shape: Shape,
+    ) -> Result<Self> {
+        check_len(shape, data.len())?;
+        Ok(ViewMut {
+            shape,
+            data: ViewMutData::Cuda(T::wrap_mut(data)),
+        })
+    }
+
     /// Shape.
     pub fn shape(&self) -> Shape {
         self.shape
@@ -558,7 +585,7 @@ pub struct Tensor {
 
 /// Backing memory of a [`Tensor`].
 #[derive(Debug)]
-#[allow(dead_code)] // Wgpu, Cuda: constructed once those backends are built
+#[allow(dead_code)] // Wgpu: constructed once that backend is built
 pub(crate) enum Storage {
     Host(HostData),
     Wgpu(crate::backend::wgpu::WgpuBuffer),

@@ -203,6 +203,46 @@ impl Engine {
         })
     }
 
+    /// The CUDA backend on a caller's stream (and its context), so the
+    /// caller's own launches on that stream (a model call, say) and the
+    /// engine's are ordered with no events or copies.
+    pub fn cuda_on(stream: std::sync::Arc<cudarc::driver::CudaStream>) -> Result<Engine> {
+        let b = cuda::CudaBackend::on_stream(stream)?;
+        let attempts = vec![Attempt {
+            backend: BackendKind::Cuda,
+            outcome: Ok(b.describe()),
+        }];
+        Ok(Engine {
+            backend: Backend::Cuda(b),
+            attempts,
+        })
+    }
+
+    /// The stream a CUDA engine launches on (`None` for other backends).
+    pub fn cuda_stream(&self) -> Option<&std::sync::Arc<cudarc::driver::CudaStream>> {
+        match &self.backend {
+            Backend::Cuda(b) => Some(b.stream()),
+            _ => None,
+        }
+    }
+
+    /// Captures every launch `f` makes on this CUDA engine into a CUDA graph
+    /// instead of running it (for launch-bound latent sizes: one graph
+    /// launch replays a whole sampler step, guidance, update and noise).
+    /// Work the caller puts on [`Engine::cuda_stream`] inside `f` is
+    /// captured too. Rows must be shared or in a [`RowTable`], sample ids an
+    /// offset, and a loss must have run once at its size before.
+    pub fn cuda_graph(&self, f: impl FnOnce(&Engine) -> Result<()>) -> Result<cuda::CudaGraphStep> {
+        match &self.backend {
+            Backend::Cuda(b) => b.capture(|| f(self)),
+            _ => Err(Error::Unsupported {
+                backend: self.kind(),
+                what: "CUDA graph capture".into(),
+                reason: "only the CUDA backend records graphs".into(),
+            }),
+        }
+    }
+
     /// An explicitly chosen backend (wgpu may then use a software adapter).
     pub fn new(kind: BackendKind) -> Result<Engine> {
         match kind {
