@@ -252,7 +252,7 @@ fn check(sch: &dyn Schedule, pred: Prediction, fam: Family, t: f64, s: f64, c: &
             )
         }
         Family::Heun => {
-            // Stage 1 on (z, p), then stage 2 on (z′, p₂, x̂_t) with p₂ = p_u
+            // Stage 1 on (z, p), then stage 2 on (z′, p₂, ε̂_t) with p₂ = p_u
             // reused as the second model output (guided: p₂ from (p, p_u)
             // swapped, so the two calls differ).
             let r1 = wrap(heun_predictor_row(sch, pred, t, s));
@@ -266,10 +266,11 @@ fn check(sch: &dyn Schedule, pred: Prediction, fam: Family, t: f64, s: f64, c: &
                         "{label} Heun stage 1: row {z1} vs reference {}",
                         ref1.z[0]
                     );
+                    // Stage 1's history output is ε̂_t (not x̂_t).
                     assert!(
-                        (xh1 - ref1.x_hat[0]).abs() <= TOL * b1,
-                        "{label} Heun stage 1 x̂: row {xh1} vs reference {}",
-                        ref1.x_hat[0]
+                        (xh1 - ref1.eps_hat[0]).abs() <= TOL * b1,
+                        "{label} Heun stage 1 history ε̂: row {xh1} vs reference {}",
+                        ref1.eps_hat[0]
                     );
                     if sch.sigma(s) == 0.0 {
                         return true;
