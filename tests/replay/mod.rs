@@ -151,11 +151,11 @@ impl Gmm2 {
             let e: Vec<f64> = logits.iter().map(|l| (l - mx).exp()).collect();
             let tot: f64 = e.iter().sum();
             let mut d = [0.0; 2];
-            for k in 0..self.w.len() {
-                let v = self.s[k] * self.s[k] + sigma * sigma;
-                let r = e[k] / tot;
-                for j in 0..2 {
-                    d[j] += r * (self.m[k][j] + self.s[k] * self.s[k] / v * (p[j] - self.m[k][j]));
+            for ((ek, mk), sk) in e.iter().zip(&self.m).zip(&self.s) {
+                let v = sk * sk + sigma * sigma;
+                let r = ek / tot;
+                for (j, dj) in d.iter_mut().enumerate() {
+                    *dj += r * (mk[j] + sk * sk / v * (p[j] - mk[j]));
                 }
             }
             out.extend(d);
