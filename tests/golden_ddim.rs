@@ -33,7 +33,7 @@
 //!   of its terms (≲ 10, the `1/α` of the first steps times the state) and
 //!   the DDIM map passes earlier errors on with a gain ≤ `α_s/α_t·…` that the
 //!   contracting model damps; we hold the engine to 2e-5 absolute
-//!   (measured worst below 4e-6, printed with `--nocapture`).
+//!   (measured worst 1.4e-6, printed with `--nocapture`).
 
 mod golden;
 mod replay;

@@ -34,7 +34,7 @@
 //!   (≤ 40 at the start, ~1 at the end, in `z = α x` units ≤ 2.6); errors
 //!   made early are contracted by the denoiser (`s²/(s² + σ²)`), so the end
 //!   carries about the last few stages' share. Held to `2e-6·(1 + |x|)`
-//!   (measured worst ≈ 4e-7, printed with `--nocapture`).
+//!   (measured worst ≈ 7e-7, printed with `--nocapture`).
 
 mod golden;
 mod replay;
