@@ -10,42 +10,10 @@
 @group(0) @binding(5) var<storage, read_write> tgt: array<Store>;
 //#endif
 
-fn put_z(base: u32, v: array<f32, 4>, ok: array<bool, 4>) {
-    let k = off(1u) + base;
-//#if BF16
-    for (var p = 0u; p < 4u; p = p + 2u) {
-        if (ok[p] || ok[p + 1u]) {
-            let w = (k + p) >> 1u;
-            z[w] = merge_bf16(z[w], v[p], v[p + 1u], ok[p], ok[p + 1u]);
-        }
-    }
-//#else
-    for (var i = 0u; i < 4u; i = i + 1u) {
-        if (ok[i]) {
-            z[k + i] = st(v[i]);
-        }
-    }
-//#endif
-}
+//#store put_z z 1
 
 //#if TARGET
-fn put_target(base: u32, v: array<f32, 4>, ok: array<bool, 4>) {
-    let k = off(2u) + base;
-//#if BF16
-    for (var p = 0u; p < 4u; p = p + 2u) {
-        if (ok[p] || ok[p + 1u]) {
-            let w = (k + p) >> 1u;
-            tgt[w] = merge_bf16(tgt[w], v[p], v[p + 1u], ok[p], ok[p + 1u]);
-        }
-    }
-//#else
-    for (var i = 0u; i < 4u; i = i + 1u) {
-        if (ok[i]) {
-            tgt[k + i] = st(v[i]);
-        }
-    }
-//#endif
-}
+//#store put_target tgt 2
 //#endif
 
 @compute @workgroup_size(WG)

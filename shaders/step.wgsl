@@ -46,42 +46,10 @@ fn inputs(f: u32) -> vec4<f32> {
     return v;
 }
 
-fn put_out(base: u32, v: array<f32, 4>, ok: array<bool, 4>) {
-    let k = off(4u) + base;
-//#if BF16
-    for (var p = 0u; p < 4u; p = p + 2u) {
-        if (ok[p] || ok[p + 1u]) {
-            let w = (k + p) >> 1u;
-            out[w] = merge_bf16(out[w], v[p], v[p + 1u], ok[p], ok[p + 1u]);
-        }
-    }
-//#else
-    for (var i = 0u; i < 4u; i = i + 1u) {
-        if (ok[i]) {
-            out[k + i] = st(v[i]);
-        }
-    }
-//#endif
-}
+//#store put_out out 4
 
 //#if XHAT
-fn put_x_hat(base: u32, v: array<f32, 4>, ok: array<bool, 4>) {
-    let k = off(5u) + base;
-//#if BF16
-    for (var p = 0u; p < 4u; p = p + 2u) {
-        if (ok[p] || ok[p + 1u]) {
-            let w = (k + p) >> 1u;
-            xh[w] = merge_bf16(xh[w], v[p], v[p + 1u], ok[p], ok[p + 1u]);
-        }
-    }
-//#else
-    for (var i = 0u; i < 4u; i = i + 1u) {
-        if (ok[i]) {
-            xh[k + i] = st(v[i]);
-        }
-    }
-//#endif
-}
+//#store put_x_hat xh 5
 //#endif
 
 @compute @workgroup_size(WG)

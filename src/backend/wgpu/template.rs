@@ -9,6 +9,12 @@
 //! numbers in compiler messages still match the files. Directives nest;
 //! a flag the kernel does not know is an error, so a typo cannot silently
 //! drop code.
+//!
+//! `//#store NAME BUFFER SLOT` stamps out the quad store function of
+//! `shaders/store_quad.wgsl` for one output buffer (WGSL cannot pass a
+//! storage buffer to a function, so each output needs its own copy). The
+//! directive's line stays empty and the function is appended after the
+//! source's last line, so line numbers are kept there too.
 
 use std::collections::BTreeSet;
 
@@ -26,6 +32,8 @@ pub(crate) const STEP: &str = include_str!("../../../shaders/step.wgsl");
 pub(crate) const LOSS: &str = include_str!("../../../shaders/loss.wgsl");
 /// Raw Philox dump (tests).
 pub(crate) const PHILOX_DUMP: &str = include_str!("../../../shaders/philox_dump.wgsl");
+/// The quad store function stamped out by `//#store` (not a shader itself).
+pub(crate) const STORE_QUAD: &str = include_str!("../../../shaders/store_quad.wgsl");
 
 /// Every flag a source may test.
 pub(crate) const KNOWN_FLAGS: &[&str] = &[
@@ -55,11 +63,13 @@ pub(crate) fn dtype_flag(dtype: DType) -> &'static str {
     }
 }
 
-/// Keeps or drops the lines of `src` by `flags` (see the module docs).
+/// Keeps or drops the lines of `src` by `flags` and stamps out the active
+/// `//#store` directives (see the module docs).
 pub(crate) fn preprocess(src: &str, flags: &BTreeSet<&str>) -> Result<String, String> {
     // One entry per open `//#if`: (condition, in the else branch, enclosing active).
     let mut stack: Vec<(bool, bool, bool)> = Vec::new();
     let mut out = String::with_capacity(src.len());
+    let mut stores = String::new();
     for (n, line) in src.lines().enumerate() {
         let at = || format!("line {}", n + 1);
         let active = stack
@@ -88,6 +98,16 @@ pub(crate) fn preprocess(src: &str, flags: &BTreeSet<&str>) -> Result<String, St
                         return Err(format!("{}: //#endif without //#if", at()));
                     }
                 }
+                (Some("store"), Some(name), Some(buffer)) => {
+                    let slot = words.next();
+                    match (slot, words.next()) {
+                        (Some(slot), None) if active => {
+                            stores.push_str(&store_quad(name, buffer, slot, flags)?);
+                        }
+                        (Some(_), None) => {}
+                        _ => return Err(format!("{}: malformed directive {t:?}", at())),
+                    }
+                }
                 _ => return Err(format!("{}: malformed directive {t:?}", at())),
             }
             out.push('\n');
@@ -101,7 +121,44 @@ pub(crate) fn preprocess(src: &str, flags: &BTreeSet<&str>) -> Result<String, St
     if !stack.is_empty() {
         return Err(format!("{} unclosed //#if", stack.len()));
     }
+    out.push_str(&stores);
     Ok(out)
+}
+
+/// `STORE_QUAD` for one output: function `name` writing slot `slot` through
+/// the storage buffer `buffer`, specialised by `flags`.
+fn store_quad(
+    name: &str,
+    buffer: &str,
+    slot: &str,
+    flags: &BTreeSet<&str>,
+) -> Result<String, String> {
+    let ident = |w: &str| {
+        w.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    if !ident(name)
+        || !ident(buffer)
+        || slot.is_empty()
+        || !slot.chars().all(|c| c.is_ascii_digit())
+    {
+        return Err(format!(
+            "//#store {name} {buffer} {slot}: expected NAME BUFFER SLOT (identifiers, slot number)"
+        ));
+    }
+    let body = STORE_QUAD
+        .split_once("fn NAME(")
+        .map(|(_, rest)| format!("fn NAME({rest}"))
+        .ok_or("store_quad.wgsl has no `fn NAME(`")?
+        .replace("NAME", name)
+        .replace("BUFFER", buffer)
+        .replace("SLOTu", &format!("{slot}u"));
+    if body.contains("//#store") {
+        return Err("store_quad.wgsl must not contain //#store".into());
+    }
+    preprocess(&body, flags)
 }
 
 /// The full WGSL module of a kernel variant: `enable f16;` when the storage
@@ -172,6 +229,38 @@ mod tests {
     fn every_shader_source_is_well_formed() {
         for src in [PHILOX, COMMON, NOISE, STEP, LOSS, PHILOX_DUMP] {
             preprocess(src, &flags(&[])).unwrap();
+        }
+    }
+
+    #[test]
+    fn store_directive_stamps_one_function_per_active_output() {
+        let src = "a\n//#store put_z z 1\n//#if XHAT\n//#store put_x xh 5\n//#endif\nb\n";
+        let plain = preprocess(src, &flags(&["F32"])).unwrap();
+        // The source's lines keep their numbers; the function follows them.
+        assert_eq!(
+            plain.lines().take(6).collect::<Vec<_>>(),
+            ["a", "", "", "", "", "b"]
+        );
+        assert!(plain.contains("fn put_z(base: u32"));
+        assert!(plain.contains("let k = off(1u) + base;"));
+        assert!(plain.contains("z[k + i] = st(v[i]);"));
+        assert!(!plain.contains("put_x(") && !plain.contains("merge_bf16"));
+        let both = preprocess(src, &flags(&["BF16", "XHAT"])).unwrap();
+        assert!(both.contains("fn put_x(base: u32") && both.contains("off(5u)"));
+        assert!(both.contains("xh[w] = merge_bf16(xh[w]"));
+        assert!(!both.contains("st(v[i])"));
+    }
+
+    #[test]
+    fn rejects_malformed_store_directives() {
+        let f = flags(&[]);
+        for bad in [
+            "//#store put_z z\n",
+            "//#store put_z z 1 2\n",
+            "//#store put-z z 1\n",
+            "//#store put_z z one\n",
+        ] {
+            assert!(preprocess(bad, &f).is_err(), "{bad:?}");
         }
     }
 }
