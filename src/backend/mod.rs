@@ -110,6 +110,16 @@ pub(crate) enum Backend {
     Cuda(cuda::CudaBackend),
 }
 
+impl Backend {
+    fn describe(&self) -> String {
+        match self {
+            Backend::Cpu(b) => b.describe(),
+            Backend::Wgpu(b) => b.describe(),
+            Backend::Cuda(b) => b.describe(),
+        }
+    }
+}
+
 macro_rules! dispatch {
     ($self:expr, $b:ident => $e:expr) => {
         match &$self.backend {
@@ -261,47 +271,35 @@ impl Engine {
             return Engine::new(kind);
         }
         let mut attempts = Vec::new();
-        match cuda::CudaBackend::new(0) {
-            Ok(b) => {
-                attempts.push(Attempt {
-                    backend: BackendKind::Cuda,
-                    outcome: Ok(b.describe()),
-                });
-                return Ok(Engine {
-                    backend: Backend::Cuda(b),
-                    attempts,
-                });
-            }
-            Err(e) => attempts.push(Attempt {
-                backend: BackendKind::Cuda,
-                outcome: Err(e.to_string()),
+        let candidates: [(BackendKind, &dyn Fn() -> Result<Backend>); 2] = [
+            (BackendKind::Cuda, &|| {
+                cuda::CudaBackend::new(0).map(Backend::Cuda)
             }),
-        }
-        match wgpu::WgpuBackend::new(wgpu::WgpuOptions::hardware()) {
-            Ok(b) => {
-                attempts.push(Attempt {
-                    backend: BackendKind::Wgpu,
-                    outcome: Ok(b.describe()),
-                });
-                return Ok(Engine {
-                    backend: Backend::Wgpu(b),
-                    attempts,
-                });
-            }
-            Err(e) => attempts.push(Attempt {
-                backend: BackendKind::Wgpu,
-                outcome: Err(e.to_string()),
+            (BackendKind::Wgpu, &|| {
+                wgpu::WgpuBackend::new(wgpu::WgpuOptions::hardware()).map(Backend::Wgpu)
             }),
+        ];
+        for (kind, start) in candidates {
+            match start() {
+                Ok(backend) => {
+                    attempts.push(Attempt {
+                        backend: kind,
+                        outcome: Ok(backend.describe()),
+                    });
+                    return Ok(Engine { backend, attempts });
+                }
+                Err(e) => attempts.push(Attempt {
+                    backend: kind,
+                    outcome: Err(e.to_string()),
+                }),
+            }
         }
-        let b = cpu::CpuBackend::new();
+        let backend = Backend::Cpu(cpu::CpuBackend::new());
         attempts.push(Attempt {
             backend: BackendKind::Cpu,
-            outcome: Ok(b.describe()),
+            outcome: Ok(backend.describe()),
         });
-        Ok(Engine {
-            backend: Backend::Cpu(b),
-            attempts,
-        })
+        Ok(Engine { backend, attempts })
     }
 
     /// The backend named by `GAUSSFLOW_BACKEND`, if the variable is set and

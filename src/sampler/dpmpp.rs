@@ -142,15 +142,7 @@ impl<S: Schedule> Sampler for DpmSolverPP2M<S> {
     fn name(&self) -> String {
         "dpm-solver++(2m)".into()
     }
-    fn schedule(&self) -> &dyn Schedule {
-        &self.schedule
-    }
-    fn prediction(&self) -> Prediction {
-        self.prediction
-    }
-    fn steps(&self) -> &Steps {
-        &self.steps
-    }
+    sampler_fields!();
     fn stages(&self, step: usize) -> Result<Vec<Stage>> {
         let (t, s) = self.steps.get(step)?;
         let prev = if self.second_order(step) {

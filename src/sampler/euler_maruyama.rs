@@ -74,15 +74,7 @@ impl<S: Schedule> Sampler for EulerMaruyama<S> {
     fn name(&self) -> String {
         format!("euler-maruyama(η={})", self.eta)
     }
-    fn schedule(&self) -> &dyn Schedule {
-        &self.schedule
-    }
-    fn prediction(&self) -> Prediction {
-        self.prediction
-    }
-    fn steps(&self) -> &Steps {
-        &self.steps
-    }
+    sampler_fields!();
     fn stages(&self, step: usize) -> Result<Vec<Stage>> {
         let (t, s) = self.steps.get(step)?;
         Ok(vec![Stage {

@@ -114,15 +114,7 @@ impl<S: Schedule> Sampler for Heun<S> {
     fn name(&self) -> String {
         "heun".into()
     }
-    fn schedule(&self) -> &dyn Schedule {
-        &self.schedule
-    }
-    fn prediction(&self) -> Prediction {
-        self.prediction
-    }
-    fn steps(&self) -> &Steps {
-        &self.steps
-    }
+    sampler_fields!();
     fn stages(&self, step: usize) -> Result<Vec<Stage>> {
         let (t, s) = self.steps.get(step)?;
         if self.schedule.sigma(s) == 0.0 {

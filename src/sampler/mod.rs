@@ -40,6 +40,23 @@
 //! time is [`Error::NotInvertible`], a non-finite option or coefficient is
 //! [`Error::NonFinite`], a negative `η` or `δ` is [`Error::InvalidArgument`].
 
+/// The [`Sampler`] accessors of a sampler struct with `schedule`,
+/// `prediction` and `steps` fields (every single-schedule sampler; the
+/// wrappers delegate to their inner sampler instead).
+macro_rules! sampler_fields {
+    () => {
+        fn schedule(&self) -> &dyn Schedule {
+            &self.schedule
+        }
+        fn prediction(&self) -> Prediction {
+            self.prediction
+        }
+        fn steps(&self) -> &Steps {
+            &self.steps
+        }
+    };
+}
+
 mod ddim;
 mod dpmpp;
 mod euler_maruyama;

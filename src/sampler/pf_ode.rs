@@ -61,15 +61,7 @@ impl<S: Schedule> Sampler for PfOdeEuler<S> {
     fn name(&self) -> String {
         "pf-ode-euler".into()
     }
-    fn schedule(&self) -> &dyn Schedule {
-        &self.schedule
-    }
-    fn prediction(&self) -> Prediction {
-        self.prediction
-    }
-    fn steps(&self) -> &Steps {
-        &self.steps
-    }
+    sampler_fields!();
     fn stages(&self, step: usize) -> Result<Vec<Stage>> {
         let (t, s) = self.steps.get(step)?;
         Ok(vec![Stage {
