@@ -225,13 +225,15 @@ impl Summary {
     }
 }
 
-/// The rows as a fixed-width text table, one line each, with a header.
+/// The rows as a fixed-width text table, one line each, with a header. The
+/// runner column shows the label up to its first `:` (the backend's name;
+/// the full label, with the device, is in [`CheckRow::runner`]).
 pub fn format_table(rows: &[CheckRow]) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<24} {:<5} {:<16} {:<6} {:<4} {:>3} {:>7} {:>10} {:>10} {:>9} {:>7} {:<4} note",
+        "{:<12} {:<5} {:<16} {:<6} {:<4} {:>3} {:>7} {:>10} {:>10} {:>9} {:>7} {:<4} note",
         "runner",
         "op",
         "variant",
@@ -253,8 +255,8 @@ pub fn format_table(rows: &[CheckRow]) -> String {
         };
         let _ = writeln!(
             s,
-            "{:<24} {:<5} {:<16} {:<6} {:<4} {:>3} {:>7} {:>10.3e} {:>10.3e} {:>9.2e} {:>7.3} {:<4} {}",
-            truncate(&r.runner, 24),
+            "{:<12} {:<5} {:<16} {:<6} {:<4} {:>3} {:>7} {:>10.3e} {:>10.3e} {:>9.2e} {:>7.3} {:<4} {}",
+            truncate(r.runner.split(':').next().unwrap_or_default(), 12),
             r.op,
             r.variant,
             r.output,
