@@ -23,9 +23,19 @@ fn invalid(what: &str, reason: impl Into<String>) -> Error {
     Error::invalid(what, reason)
 }
 
+/// The most steps any grid accepts (2²⁴), so a wild step count is an error
+/// rather than an allocation failure.
+pub const MAX_STEPS: usize = 1 << 24;
+
 fn check_steps(what: &str, n: usize) -> Result<()> {
     if n == 0 {
         return Err(invalid(what, "the number of steps must be at least 1"));
+    }
+    if n > MAX_STEPS {
+        return Err(invalid(
+            what,
+            format!("{n} steps is more than the {MAX_STEPS} a grid supports"),
+        ));
     }
     Ok(())
 }
@@ -634,6 +644,127 @@ pub fn euler_grid(
     Grid::with_timesteps(step_times(&ks, n_train, last), ks)
 }
 
+/// diffusers' `_sigma_to_t` as its schedulers evaluate it: `log_sigmas` is
+/// NumPy's float32 `log` of the float32 training sigmas; `low − high` is a
+/// float32 difference, everything else f64. Returns the fractional timestep.
+fn diffusers_sigma_to_t(sigma: f64, log_sigmas: &[f32]) -> f64 {
+    let n = log_sigmas.len();
+    let log_sigma = sigma.max(1e-10).ln();
+    // Last k with ln σ − log_sigmas[k] ≥ 0 (0 if none), clipped to N − 2.
+    let count = log_sigmas.partition_point(|&l| log_sigma - f64::from(l) >= 0.0);
+    let low_idx = count.saturating_sub(1).min(n - 2);
+    let (low, high) = (log_sigmas[low_idx], log_sigmas[low_idx + 1]);
+    let w = ((f64::from(low) - log_sigma) / f64::from(low - high)).clamp(0.0, 1.0);
+    (1.0 - w) * low_idx as f64 + w * (low_idx + 1) as f64
+}
+
+/// Karras-respaces `[σ_min, σ_max]` as diffusers' `_convert_to_karras`
+/// (`ρ = 7`, NumPy f64), then maps each σ to the model's timestep with
+/// `_sigma_to_t`, and builds the grid on the σ stored as float32.
+fn karras_over_discrete(
+    schedule: &Discrete,
+    n: usize,
+    sigma_min: f64,
+    sigma_max: f64,
+    round: bool,
+    last: FinalSigma,
+) -> Result<Grid> {
+    let table = schedule.diffusers_sigmas();
+    let log_sigmas: Vec<f32> = table.iter().map(|&s| (s as f32).ln()).collect();
+    let (min_inv, max_inv) = (
+        sigma_min.powf(1.0 / KARRAS_RHO),
+        sigma_max.powf(1.0 / KARRAS_RHO),
+    );
+    let sigmas: Vec<f64> = numpy_linspace(0.0, 1.0, n)
+        .into_iter()
+        .map(|r| (max_inv + r * (min_inv - max_inv)).powf(KARRAS_RHO))
+        .collect();
+    let timesteps: Vec<f64> = sigmas
+        .iter()
+        .map(|&s| {
+            let k = diffusers_sigma_to_t(s, &log_sigmas);
+            if round {
+                numpy_round(k)
+            } else {
+                f64::from(k as f32)
+            }
+        })
+        .collect();
+    let mut rhos: Vec<f64> = sigmas.iter().map(|&s| f64::from(s as f32)).collect();
+    rhos.push(match last {
+        FinalSigma::Zero => 0.0,
+        FinalSigma::SigmaMin => f64::from(table[0] as f32),
+    });
+    // diffusers' float32 σ_max can exceed the f64 table's by float32
+    // rounding: such a σ is the last step, t = 1.
+    let rho_max = schedule.rho(1.0);
+    let t = rhos
+        .iter()
+        .map(|&r| {
+            if r > rho_max && r <= rho_max * (1.0 + 1e-6) {
+                Ok(1.0)
+            } else {
+                schedule.t_from_rho(r)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Grid::with_timesteps(t, timesteps)
+}
+
+/// `EulerDiscreteScheduler` with `use_karras_sigmas=True`: the σ range is
+/// that of the spacing's interpolated sigmas ([`euler_timesteps`]), respaced
+/// with `ρ = 7`; the model timesteps are diffusers' fractional `_sigma_to_t`
+/// (log-σ interpolation) as float32; the grid's times carry the float32 σ
+/// as `σ/α`. Needs `n ≥ 2`.
+pub fn euler_karras_grid(
+    schedule: &Discrete,
+    n: usize,
+    spacing: Spacing,
+    steps_offset: i64,
+    last: FinalSigma,
+) -> Result<Grid> {
+    if n < 2 {
+        return Err(invalid(
+            "Euler Karras grid",
+            format!("need at least 2 steps, got {n}"),
+        ));
+    }
+    let table = schedule.diffusers_sigmas();
+    let xp: Vec<f64> = (0..table.len()).map(|k| k as f64).collect();
+    let ks = euler_timesteps(schedule.num_train_timesteps(), n, spacing, steps_offset)?;
+    let first = numpy_interp(f64::from(ks[0]), &xp, &table);
+    let lastk = numpy_interp(f64::from(ks[ks.len() - 1]), &xp, &table);
+    karras_over_discrete(schedule, n, lastk, first, false, last)
+}
+
+/// `DPMSolverMultistepScheduler` with `use_karras_sigmas=True`: the whole
+/// training σ range `[σ_0, σ_{N−1}]` (float32) respaced with `ρ = 7`, the
+/// model timesteps `_sigma_to_t` rounded to integers (diffusers rounds
+/// except for `squaredcos_cap_v2` betas; pass `round = false` for those).
+/// Needs `n ≥ 2`.
+pub fn dpm_solver_karras_grid(
+    schedule: &Discrete,
+    n: usize,
+    round: bool,
+    last: FinalSigma,
+) -> Result<Grid> {
+    if n < 2 {
+        return Err(invalid(
+            "DPM-Solver Karras grid",
+            format!("need at least 2 steps, got {n}"),
+        ));
+    }
+    let table = schedule.diffusers_sigmas();
+    let (lo, hi) = (table[0] as f32, table[table.len() - 1] as f32);
+    if !hi.is_finite() {
+        return Err(invalid(
+            "DPM-Solver Karras grid",
+            "σ_max is infinite (zero terminal SNR): use ZeroSnrTerminal::EulerClamp",
+        ));
+    }
+    karras_over_discrete(schedule, n, f64::from(lo), f64::from(hi), round, last)
+}
+
 /// How the flow-match grid is shifted.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum FlowShift {
@@ -781,13 +912,13 @@ impl FlowMatch {
             }
             _ => {}
         }
-        if let Some(st) = self.shift_terminal {
-            if !(st.is_finite() && 0.0 < st && st < 1.0) {
-                return Err(invalid(
-                    "flow-match grid",
-                    format!("shift_terminal must lie in (0, 1), got {st}"),
-                ));
-            }
+        if let Some(st) = self.shift_terminal
+            && !(st.is_finite() && 0.0 < st && st < 1.0)
+        {
+            return Err(invalid(
+                "flow-match grid",
+                format!("shift_terminal must lie in (0, 1), got {st}"),
+            ));
         }
         Ok(())
     }

@@ -467,3 +467,45 @@ fn karras_grid_through_a_schedule() {
     assert!(close_rel(Flow.rho(f.t[0]), 50.0, 1e-12));
     let _ = FinalSigma::Zero;
 }
+
+/// The schedule scalars of `add_noise_velocity.json`: `ᾱ` at per-sample
+/// timesteps (DDPM), Euler's σ at its grid's timesteps, flow matching's σ at
+/// its grid's timesteps.
+#[test]
+fn add_noise_schedule_scalars() {
+    let g = golden::load("add_noise_velocity.json");
+    for case in g.cases_by_function("DDPMScheduler.add_noise") {
+        let id = case.id();
+        let d = discrete_for(&case, Precision::Diffusers, ZeroSnrTerminal::Exact);
+        let zsnr = case.config().at("rescale_betas_zero_snr").as_bool();
+        let ks = case.array("inputs.timesteps").i64s();
+        let want = case.array("inputs.alphas_cumprod_at_t").f32s();
+        for (&k, &w) in ks.iter().zip(&want) {
+            let ab = d.alpha(d.t_of_step(k).unwrap()).powi(2);
+            let tol = if zsnr { 1e-5 } else { 1e-15 };
+            assert!(close_rel(ab, f64::from(w), tol), "{id} k={k}: {ab} vs {w}");
+        }
+    }
+    let c = g.case("euler_add_noise_sd_20");
+    let d = discrete_for(&c, Precision::Diffusers, ZeroSnrTerminal::EulerClamp);
+    let ts = grid::euler_timesteps(1000, 20, Spacing::Linspace, 0).unwrap();
+    let sigmas = grid::euler_sigmas(&d, &ts, FinalSigma::Zero);
+    let want_ts = c.array("inputs.timesteps").f32s();
+    let want_sigmas = c.array("inputs.sigmas_used").f32s();
+    for (j, &i) in [0usize, 5, 10, 19].iter().enumerate() {
+        assert_eq!(ts[i], want_ts[j], "Euler timestep {i}");
+        assert!(ulps_f32(sigmas[i], want_sigmas[j]) <= 1, "Euler σ {i}");
+    }
+    let c = g.case("flow_scale_noise_shift3_28");
+    let grid = FlowMatch::with_shift(3.0).grid(28).unwrap();
+    let model_ts = grid.model_timesteps.as_ref().unwrap();
+    let want_ts = c.array("inputs.timesteps").f64s();
+    let want_sigmas = c.array("inputs.sigmas_used").f64s();
+    for (w_ts, w_sigma) in want_ts.iter().zip(&want_sigmas) {
+        let i = model_ts
+            .iter()
+            .position(|v| v == w_ts)
+            .expect("timestep on the grid");
+        assert_eq!(grid.t[i], *w_sigma);
+    }
+}

@@ -170,9 +170,9 @@ fn flow_match_dynamic_shift_is_a_shift_by_e_mu() {
     }
     .grid_from_sigmas(&base)
     .unwrap();
-    for i in 0..10 {
-        assert!((e.t[i] - shift_time(base[i], mu.exp())).abs() < 1e-15);
-        assert!((l.t[i] - shift_time(base[i], 2.0)).abs() < 1e-15);
+    for (i, &b) in base.iter().enumerate() {
+        assert!((e.t[i] - shift_time(b, mu.exp())).abs() < 1e-15);
+        assert!((l.t[i] - shift_time(b, 2.0)).abs() < 1e-15);
     }
     // shift_terminal stretches the end to the given value.
     let st = FlowMatch {

@@ -338,3 +338,24 @@ fn at_checks_time_and_values() {
         assert_eq!((at.alpha, at.sigma), (s.alpha(0.5), s.sigma(0.5)));
     }
 }
+
+/// Step `k` at `t = (k + 1)/N` gives `√ᾱ_k` exactly for any `N`, even where
+/// `N·t − 1` misses `k` by an ulp in f64 (N = 4000, 999).
+#[test]
+fn discrete_knots_are_exact_for_any_n() {
+    for n in [999usize, 1000, 4000] {
+        let d = DiscreteConfig::default()
+            .num_train_timesteps(n)
+            .build()
+            .unwrap();
+        for k in 0..n {
+            let t = (k + 1) as f64 / n as f64;
+            assert_eq!(d.alpha(t), d.alphas_cumprod()[k].sqrt(), "N = {n}, k = {k}");
+            assert_eq!(
+                d.sigma(t),
+                (1.0 - d.alphas_cumprod()[k]).sqrt(),
+                "N = {n}, k = {k}"
+            );
+        }
+    }
+}

@@ -20,7 +20,10 @@ fn fd(f: impl Fn(f64) -> f64, t: f64, h: f64) -> f64 {
 
 /// Every built-in schedule with the times where it is a regular SDE
 /// (`α > 0`; `f = α′/α` blows up where `α → 0`) and its quadrature breakpoints.
-fn built_ins() -> Vec<(Arc<dyn Schedule>, Vec<f64>, Vec<f64>)> {
+/// (schedule, test times, quadrature breakpoints)
+type Case = (Arc<dyn Schedule>, Vec<f64>, Vec<f64>);
+
+fn built_ins() -> Vec<Case> {
     let ts = vec![0.0, 0.013, 0.2, 0.5, 0.77, 0.9];
     let disc = DiscreteConfig::new(BetaSchedule::scaled_linear())
         .build()

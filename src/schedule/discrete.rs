@@ -1,58 +1,4 @@
-//! Discrete, diffusers-compatible schedules: `N` training steps with
-//! cumulative products `ᾱ_k`, seen as a continuous schedule on `t ∈ [0, 1]`.
-//!
-//! # The discrete schedule
-//!
-//! Step `k ∈ {0 … N−1}` has `α_k² = ᾱ_k = Π_{i≤k} (1 − β_i)` and
-//! `σ_k² = 1 − ᾱ_k`. `k = 0` is *not* clean data (`ᾱ_0 = 1 − β_0`).
-//! The betas come from diffusers' recipes:
-//!
-//! * `linear`: `β = linspace(β_start, β_end, N)`;
-//! * `scaled_linear`: `β = linspace(√β_start, √β_end, N)²` (Stable Diffusion);
-//! * `squaredcos_cap_v2`: `β_i = min(1 − ā((i+1)/N)/ā(i/N), β_max)`,
-//!   `ā(s) = cos²((s + 0.008)/1.008 · π/2)` (Nichol & Dhariwal; `β_max = 0.999`);
-//! * explicit betas (diffusers' `trained_betas`) or explicit `ᾱ`.
-//!
-//! Optionally rescaled to zero terminal SNR (Lin et al. 2023, Algorithm 1):
-//! `√ᾱ ← (√ᾱ − √ᾱ_{N−1}) · √ᾱ_0/(√ᾱ_0 − √ᾱ_{N−1})`, so `ᾱ_{N−1} = 0` exactly.
-//! diffusers' Euler scheduler then replaces `ᾱ_{N−1} = 0` by `2⁻²⁴` so that
-//! its `σ/α` stays finite; [`ZeroSnrTerminal`] selects either behaviour.
-//!
-//! [`Precision::Diffusers`] reproduces diffusers' float32 arithmetic
-//! (`torch.linspace` in f32 with its fused multiply-adds, the cosine betas
-//! in f64 then rounded to f32, `1 − β` in f32, `torch.cumprod` with its f64
-//! accumulator rounded to f32 at every element, the zero-SNR rescale in f32);
-//! [`Precision::F64`] evaluates the same formulas in f64. The `linear`,
-//! `scaled_linear` and `squaredcos_cap_v2` betas and `ᾱ` then match
-//! diffusers bit for bit. One operation cannot be copied portably: PyTorch's
-//! CPU float32 `sqrt` calls MKL's VML (`vmsSqrt`, HA mode), which is not
-//! correctly rounded (errors up to 0.75 ulp seen, depending on the CPU), and
-//! the zero-SNR rescale takes `√ᾱ`; gaussflow uses the correctly rounded
-//! square root there, which leaves zero-SNR `ᾱ` within ~5e-6 relative of
-//! diffusers' (their betas differ more, ~1e-3 relative, since
-//! `β = 1 − ᾱ_k/ᾱ_{k−1}` cancels). Where bit-exact values matter, hand in
-//! diffusers' own `scheduler.alphas_cumprod` with
-//! [`Discrete::from_alphas_cumprod`].
-//!
-//! # The continuous view (DESIGN §4a)
-//!
-//! Step `k` sits at natural time `t = (k + 1)/N`; write `u = N t − 1` for the
-//! (fractional) step position. Between knots the schedule interpolates
-//! `ρ = σ/α` (k-diffusion's σ) linearly in `u`, as diffusers' `np.interp` of
-//! its sigmas over fractional timesteps does; on `u ∈ [−1, 0]` it
-//! interpolates from `ρ = 0` (`t = 0`, clean data) to `ρ_0`. Then
-//! `α = 1/√(1 + ρ²)`, `σ = ρ α`, and by the chain rule, with `ρ′ = dρ/dt`
-//! (piecewise constant, `N (ρ_{j+1} − ρ_j)` on interval `j`):
-//! `α′ = −ρ α³ ρ′`, `σ′ = α³ ρ′`, `λ = −2 ln ρ`, `λ′ = −2 ρ′/ρ`.
-//! At an exact knot `α`, `σ` are `√ᾱ_k`, `√(1 − ᾱ_k)` themselves, and the
-//! derivatives are the right-hand ones (the left-hand ones at `t = 1`).
-//!
-//! **Zero terminal SNR.** With `ᾱ_{N−1} = 0`, `ρ_{N−1} = ∞`, so on the last
-//! interval `u ∈ [N−2, N−1]` the schedule interpolates `q = 1/ρ = α/σ`
-//! linearly instead, from `q_{N−2}` to 0: `α = q/√(1 + q²)`,
-//! `σ = 1/√(1 + q²)`, `q′ = −N q_{N−2}`, `α′ = σ³ q′`, `σ′ = −q σ³ q′`,
-//! `λ = 2 ln q`, `λ′ = 2 q′/q`. Everything is finite there except `λ` and
-//! `λ′` at `t = 1` itself, and `α(1) = 0` exactly.
+//! Discrete, diffusers-compatible schedules; see [`Discrete`].
 
 use super::Schedule;
 use super::compat::{numpy_linspace, torch_cumprod_f32, torch_linspace_f32};
@@ -194,8 +140,61 @@ impl DiscreteConfig {
     }
 }
 
-/// A discrete diffusers-compatible schedule and its continuous view (see the
-/// [module docs](self) for the interpolation).
+/// A discrete, diffusers-compatible schedule: `N` training steps with
+/// cumulative products `ᾱ_k`, seen as a continuous schedule on `t ∈ [0, 1]`.
+///
+/// # The discrete schedule
+///
+/// Step `k ∈ {0 … N−1}` has `α_k² = ᾱ_k = Π_{i≤k} (1 − β_i)` and
+/// `σ_k² = 1 − ᾱ_k`. `k = 0` is *not* clean data (`ᾱ_0 = 1 − β_0`).
+/// The betas come from diffusers' recipes:
+///
+/// * `linear`: `β = linspace(β_start, β_end, N)`;
+/// * `scaled_linear`: `β = linspace(√β_start, √β_end, N)²` (Stable Diffusion);
+/// * `squaredcos_cap_v2`: `β_i = min(1 − ā((i+1)/N)/ā(i/N), β_max)`,
+///   `ā(s) = cos²((s + 0.008)/1.008 · π/2)` (Nichol & Dhariwal; `β_max = 0.999`);
+/// * explicit betas (diffusers' `trained_betas`) or explicit `ᾱ`.
+///
+/// Optionally rescaled to zero terminal SNR (Lin et al. 2023, Algorithm 1):
+/// `√ᾱ ← (√ᾱ − √ᾱ_{N−1}) · √ᾱ_0/(√ᾱ_0 − √ᾱ_{N−1})`, so `ᾱ_{N−1} = 0` exactly.
+/// diffusers' Euler scheduler then replaces `ᾱ_{N−1} = 0` by `2⁻²⁴` so that
+/// its `σ/α` stays finite; [`ZeroSnrTerminal`] selects either behaviour.
+///
+/// [`Precision::Diffusers`] reproduces diffusers' float32 arithmetic
+/// (`torch.linspace` in f32 with its fused multiply-adds, the cosine betas
+/// in f64 then rounded to f32, `1 − β` in f32, `torch.cumprod` with its f64
+/// accumulator rounded to f32 at every element, the zero-SNR rescale in f32);
+/// [`Precision::F64`] evaluates the same formulas in f64. The `linear`,
+/// `scaled_linear` and `squaredcos_cap_v2` betas and `ᾱ` then match
+/// diffusers bit for bit. One operation cannot be copied portably: PyTorch's
+/// CPU float32 `sqrt` calls MKL's VML (`vmsSqrt`, HA mode), which is not
+/// correctly rounded (errors up to 0.75 ulp seen, depending on the CPU), and
+/// the zero-SNR rescale takes `√ᾱ`; gaussflow uses the correctly rounded
+/// square root there, which leaves zero-SNR `ᾱ` within ~5e-6 relative of
+/// diffusers' (their betas differ more, ~1e-3 relative, since
+/// `β = 1 − ᾱ_k/ᾱ_{k−1}` cancels). Where bit-exact values matter, hand in
+/// diffusers' own `scheduler.alphas_cumprod` with
+/// [`Discrete::from_alphas_cumprod`].
+///
+/// # The continuous view (DESIGN §4a)
+///
+/// Step `k` sits at natural time `t = (k + 1)/N`; write `u = N t − 1` for the
+/// (fractional) step position. Between knots the schedule interpolates
+/// `ρ = σ/α` (k-diffusion's σ) linearly in `u`, as diffusers' `np.interp` of
+/// its sigmas over fractional timesteps does; on `u ∈ [−1, 0]` it
+/// interpolates from `ρ = 0` (`t = 0`, clean data) to `ρ_0`. Then
+/// `α = 1/√(1 + ρ²)`, `σ = ρ α`, and by the chain rule, with `ρ′ = dρ/dt`
+/// (piecewise constant, `N (ρ_{j+1} − ρ_j)` on interval `j`):
+/// `α′ = −ρ α³ ρ′`, `σ′ = α³ ρ′`, `λ = −2 ln ρ`, `λ′ = −2 ρ′/ρ`.
+/// At an exact knot `α`, `σ` are `√ᾱ_k`, `√(1 − ᾱ_k)` themselves, and the
+/// derivatives are the right-hand ones (the left-hand ones at `t = 1`).
+///
+/// **Zero terminal SNR.** With `ᾱ_{N−1} = 0`, `ρ_{N−1} = ∞`, so on the last
+/// interval `u ∈ [N−2, N−1]` the schedule interpolates `q = 1/ρ = α/σ`
+/// linearly instead, from `q_{N−2}` to 0: `α = q/√(1 + q²)`,
+/// `σ = 1/√(1 + q²)`, `q′ = −N q_{N−2}`, `α′ = σ³ q′`, `σ′ = −q σ³ q′`,
+/// `λ = 2 ln q`, `λ′ = 2 q′/q`. Everything is finite there except `λ` and
+/// `λ′` at `t = 1` itself, and `α(1) = 0` exactly.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Discrete {
     label: String,
@@ -628,12 +627,15 @@ impl Discrete {
         if u >= (n - 1) as f64 {
             return Loc::Knot(n - 1);
         }
-        let j = u.floor();
-        if u == j {
-            Loc::Knot(j as usize)
-        } else {
-            Loc::Inside(j as isize, u - j)
+        // `t = (k + 1)/N` computed in f64 can miss `u = k` by an ulp (e.g.
+        // N = 4000); snap such times onto the knot so that step `k` gives
+        // exactly `√ᾱ_k` for every `N` (a change of ~1e-15 relative in ρ).
+        let r = u.round();
+        if r >= 0.0 && (u - r).abs() <= 4.0 * f64::EPSILON * n as f64 {
+            return Loc::Knot(r as usize);
         }
+        let j = u.floor();
+        Loc::Inside(j as isize, u - j)
     }
 
     /// `ρ` at the left end of interval `j ≥ −1` (`ρ_{−1} = 0`).

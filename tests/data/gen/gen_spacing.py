@@ -4,7 +4,9 @@ Runs the real diffusers schedulers (DDIMScheduler, DPMSolverMultistepScheduler,
 EulerDiscreteScheduler) and records what `set_timesteps(n)` produces for
 1000 training steps and the step counts the project's regression tests use
 (10, 25, 50, 999 among them), for every spacing and steps_offset 0/1.
-Euler also records its float32 sigmas (scaled_linear betas, the SD config).
+Euler also records its float32 sigmas (scaled_linear betas, the SD config),
+and Euler and DPM-Solver++ with `use_karras_sigmas=True` their timesteps and
+sigmas.
 
 Usage (CPU wheels suffice):
     pip install torch diffusers==0.42.1 numpy
@@ -51,6 +53,21 @@ for spacing in SPACINGS:
             s.set_timesteps(n)
             case["euler_timesteps"] = f32_list(s.timesteps.numpy())
             case["euler_sigmas"] = f32_list(s.sigmas.numpy())
+            if n >= 2:
+                s = EulerDiscreteScheduler(
+                    beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                    use_karras_sigmas=True, **base
+                )
+                s.set_timesteps(n)
+                case["euler_karras_timesteps"] = f32_list(s.timesteps.numpy())
+                case["euler_karras_sigmas"] = f32_list(s.sigmas.numpy())
+                s = DPMSolverMultistepScheduler(
+                    beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                    use_karras_sigmas=True, **base
+                )
+                s.set_timesteps(n)
+                case["dpm_karras_timesteps"] = s.timesteps.tolist()
+                case["dpm_karras_sigmas"] = f32_list(s.sigmas.numpy())
             cases.append(case)
 
 json.dump(
