@@ -507,9 +507,10 @@ impl GaussianMixture {
                 got: t.len(),
             });
         }
-        // Shared time: one schedule evaluation and one set of component
+        // Shared time (one entry, or B equal ones as the sampling driver
+        // passes them): one schedule evaluation and one set of component
         // constants for the whole batch.
-        let shared = if t.len() == 1 {
+        let shared = if !t.is_empty() && t.iter().all(|&ti| ti.to_bits() == t[0].to_bits()) {
             let at = schedule.at(t[0])?;
             Some((at, self.frame(&at)?, prediction_coeffs(prediction, &at)?))
         } else {
@@ -886,7 +887,7 @@ pub fn sliced_wasserstein(
             .chunks(dim)
             .map(|x| x.iter().zip(dir).map(|(x, d)| x * d).sum())
             .collect();
-        p.sort_by(f64::total_cmp);
+        p.sort_unstable_by(f64::total_cmp);
         p
     };
     let total: f64 = directions
@@ -990,7 +991,10 @@ impl GaussianMixture {
         if z0.is_empty() || z0.len() % d != 0 {
             return Err(Error::invalid(
                 "host plan run",
-                format!("{} values are not a non-empty set of {d}-dimensional points", z0.len()),
+                format!(
+                    "{} values are not a non-empty set of {d}-dimensional points",
+                    z0.len()
+                ),
             ));
         }
         let b = z0.len() / d;
@@ -1114,14 +1118,18 @@ impl GaussianMixture {
                 format!("needs at least one direction of dimension {d}"),
             ));
         }
-        let (wa, wb) = (self.mode_balancing_weights(a)?, self.mode_balancing_weights(b)?);
+        let (wa, wb) = (
+            self.mode_balancing_weights(a)?,
+            self.mode_balancing_weights(b)?,
+        );
         let project = |pts: &[f64], w: &[f64], dir: &[f64]| -> Vec<(f64, f64)> {
             let mut p: Vec<(f64, f64)> = pts
                 .chunks(d)
                 .zip(w)
                 .map(|(x, &w)| (x.iter().zip(dir).map(|(x, d)| x * d).sum(), w))
                 .collect();
-            p.sort_by(|x, y| x.0.total_cmp(&y.0));
+            // Ties sit at one position, so their order does not change the cost.
+            p.sort_unstable_by(|x, y| x.0.total_cmp(&y.0));
             p
         };
         let total: f64 = directions

@@ -20,15 +20,30 @@ fn figures_are_written_as_svg_with_text() {
         String::from_utf8_lossy(&out.stderr)
     );
     for (name, must) in [
-        ("trajectories_scaled.svg", &["DDIM", "PF-ODE Euler", "diffusion time t", "flow→VP"][..]),
-        ("vp_vs_flow_paths.svg", &["VP cosine", "flow", "s = 0.1", "state z_t"][..]),
-        ("churn_weights.svg", &["DDPM (η = 1)", "DDIM (η = 0)", "|weight|"][..]),
-        ("weighting_functions.svg", &["ELBO", "flow matching", "min-SNR-5", "EDM", "log-SNR λ"][..]),
+        (
+            "trajectories_scaled.svg",
+            &["DDIM", "PF-ODE Euler", "diffusion time t", "flow→VP"][..],
+        ),
+        (
+            "vp_vs_flow_paths.svg",
+            &["VP cosine", "flow", "s = 0.1", "state z_t"][..],
+        ),
+        (
+            "churn_weights.svg",
+            &["DDPM (η = 1)", "DDIM (η = 0)", "|weight|"][..],
+        ),
+        (
+            "weighting_functions.svg",
+            &["ELBO", "flow matching", "min-SNR-5", "EDM", "log-SNR λ"][..],
+        ),
     ] {
         let svg = std::fs::read_to_string(dir.join(name)).unwrap();
         assert!(svg.starts_with("<svg"), "{name} is not an SVG");
         assert!(svg.contains("<text"), "{name} has no text");
-        assert!(svg.contains("<polyline") || svg.contains("<path"), "{name} has no lines");
+        assert!(
+            svg.contains("<polyline") || svg.contains("<path"),
+            "{name} has no lines"
+        );
         for m in must {
             assert!(svg.contains(m), "{name} lacks {m:?}");
         }
@@ -38,7 +53,10 @@ fn figures_are_written_as_svg_with_text() {
 
 #[test]
 fn claims_json_reports_numbers_and_verdicts() {
-    let out = bin().args(["claims", "--only", "4,6,7,8", "--json"]).output().unwrap();
+    let out = bin()
+        .args(["claims", "--only", "4,6,7,8", "--json"])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "claims failed: {}",
@@ -48,7 +66,10 @@ fn claims_json_reports_numbers_and_verdicts() {
     assert_eq!(v["pass"], true);
     let claims = v["claims"].as_array().unwrap();
     assert_eq!(
-        claims.iter().map(|c| c["id"].as_u64().unwrap()).collect::<Vec<_>>(),
+        claims
+            .iter()
+            .map(|c| c["id"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
         [4, 6, 7, 8]
     );
     for c in claims {

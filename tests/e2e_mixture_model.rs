@@ -99,8 +99,10 @@ fn two_dimensional_density_is_the_product_form() {
                         * normal_pdf(y, mix.mean(k)[1], s)
                 })
                 .sum();
-            let lik = normal_pdf(z[0], at.alpha * x, at.sigma) * normal_pdf(z[1], at.alpha * y, at.sigma);
-            let w = (if i == 0 || i == n { 0.5 } else { 1.0 }) * (if j == 0 || j == n { 0.5 } else { 1.0 });
+            let lik =
+                normal_pdf(z[0], at.alpha * x, at.sigma) * normal_pdf(z[1], at.alpha * y, at.sigma);
+            let w = (if i == 0 || i == n { 0.5 } else { 1.0 })
+                * (if j == 0 || j == n { 0.5 } else { 1.0 });
             p += prior * lik * w * h * h;
         }
     }
@@ -132,7 +134,11 @@ fn predictions_are_the_parameterization_table() {
         let b = mix.predict_batch(&sch, Prediction::V, &ts, &zs).unwrap();
         for i in 0..3 {
             let one = mix
-                .predict(Prediction::V, &sch.at(ts[i]).unwrap(), &zs[2 * i..2 * i + 2])
+                .predict(
+                    Prediction::V,
+                    &sch.at(ts[i]).unwrap(),
+                    &zs[2 * i..2 * i + 2],
+                )
                 .unwrap();
             assert_eq!(&b[2 * i..2 * i + 2], &one[..]);
         }
@@ -242,15 +248,32 @@ fn samples_have_the_mixture_moments() {
     for k in 0..3 {
         let frac = comps.iter().filter(|&&c| c == k).count() as f64 / nf;
         let se = (mix.weights()[k] * (1.0 - mix.weights()[k]) / nf).sqrt();
-        assert!((frac - mix.weights()[k]).abs() < 4.0 * se, "weight {k}: {frac}");
+        assert!(
+            (frac - mix.weights()[k]).abs() < 4.0 * se,
+            "weight {k}: {frac}"
+        );
     }
     let (m, v) = (mix.data_mean(), mix.data_variance());
     for j in 0..2 {
         let mean = x.iter().skip(j).step_by(2).sum::<f64>() / nf;
-        let var = x.iter().skip(j).step_by(2).map(|a| (a - mean).powi(2)).sum::<f64>() / (nf - 1.0);
-        assert!((mean - m[j]).abs() < 4.0 * (v[j] / nf).sqrt(), "mean {j}: {mean} vs {}", m[j]);
+        let var = x
+            .iter()
+            .skip(j)
+            .step_by(2)
+            .map(|a| (a - mean).powi(2))
+            .sum::<f64>()
+            / (nf - 1.0);
+        assert!(
+            (mean - m[j]).abs() < 4.0 * (v[j] / nf).sqrt(),
+            "mean {j}: {mean} vs {}",
+            m[j]
+        );
         // Var of the sample variance ≈ (μ₄ − σ⁴)/n; bound μ₄ by a generous 5σ⁴.
-        assert!((var - v[j]).abs() < 4.0 * (4.0 * v[j] * v[j] / nf).sqrt(), "var {j}: {var} vs {}", v[j]);
+        assert!(
+            (var - v[j]).abs() < 4.0 * (4.0 * v[j] * v[j] / nf).sqrt(),
+            "var {j}: {var} vs {}",
+            v[j]
+        );
     }
     // Sample ids: the first 10 of 1000 are the 10 drawn alone, and an
     // offset block is the same samples.
@@ -273,12 +296,19 @@ fn sliced_wasserstein_known_values() {
     let a = mix.sample(1, 4096).unwrap();
     let dirs = slicing_directions(2, 64);
     assert_eq!(sliced_wasserstein(&a, &a, 2, &dirs).unwrap(), 0.0);
-    assert_eq!(mix.mode_balanced_sliced_wasserstein(&a, &a, &dirs).unwrap(), 0.0);
+    assert_eq!(
+        mix.mode_balanced_sliced_wasserstein(&a, &a, &dirs).unwrap(),
+        0.0
+    );
     // A translation by δ: every 1-D W2 is |θ·δ|, and the mean of cos² over
     // evenly spaced half-circle directions is ½, so SW = |δ|/√2 — for both
     // forms (the translate keeps every mode's count).
     let delta = [0.03, -0.04];
-    let b: Vec<f64> = a.iter().enumerate().map(|(i, v)| v + delta[i % 2]).collect();
+    let b: Vec<f64> = a
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v + delta[i % 2])
+        .collect();
     let want = 0.05 / 2f64.sqrt();
     let sw = sliced_wasserstein(&a, &b, 2, &dirs).unwrap();
     assert!((sw - want).abs() < 1e-12, "{sw} vs {want}");
@@ -313,7 +343,9 @@ fn mode_balancing_removes_the_weight_noise() {
             [x[0] + s, x[1]]
         })
         .collect();
-    let far = mix.mode_balanced_sliced_wasserstein(&a, &shifted, &dirs).unwrap();
+    let far = mix
+        .mode_balanced_sliced_wasserstein(&a, &shifted, &dirs)
+        .unwrap();
     assert!(far > 1.2 * bal, "shifted {far} vs {bal}");
 }
 
@@ -339,9 +371,17 @@ fn bad_inputs_are_errors() {
     let mix = GaussianMixture::three_modes_2d();
     let at = VpCosine.at(0.5).unwrap();
     assert!(matches!(mix.x_eps(&at, &[1.0]), Err(Error::Length { .. })));
-    assert!(mix.predict_batch(&VpCosine, Prediction::X, &[0.5], &[1.0, 2.0, 3.0]).is_err());
+    assert!(
+        mix.predict_batch(&VpCosine, Prediction::X, &[0.5], &[1.0, 2.0, 3.0])
+            .is_err()
+    );
     assert!(matches!(
-        mix.predict_batch(&VpCosine, Prediction::X, &[0.5, 0.5, 0.5], &[1.0, 2.0, 3.0, 4.0]),
+        mix.predict_batch(
+            &VpCosine,
+            Prediction::X,
+            &[0.5, 0.5, 0.5],
+            &[1.0, 2.0, 3.0, 4.0]
+        ),
         Err(Error::Length { .. })
     ));
     assert!(matches!(
@@ -363,8 +403,21 @@ fn engine_run_matches_the_host_run() {
     let sch = VpCosine;
     let steps = Steps::from_grid(&gaussflow::claims::uniform_grid(0.99, 0.0, 30)).unwrap();
     let samplers: Vec<Box<dyn Sampler>> = vec![
-        Box::new(Ddim::new(sch, Prediction::Eps, steps.clone(), DdimOptions::with_eta(0.7)).unwrap()),
-        Box::new(DpmSolverPP2M::new(sch, Prediction::V, steps.clone(), DpmppOptions::default())),
+        Box::new(
+            Ddim::new(
+                sch,
+                Prediction::Eps,
+                steps.clone(),
+                DdimOptions::with_eta(0.7),
+            )
+            .unwrap(),
+        ),
+        Box::new(DpmSolverPP2M::new(
+            sch,
+            Prediction::V,
+            steps.clone(),
+            DpmppOptions::default(),
+        )),
         Box::new(
             Guided::new(
                 Ddim::new(sch, Prediction::X, steps.clone(), DdimOptions::ddpm()).unwrap(),
@@ -380,17 +433,27 @@ fn engine_run_matches_the_host_run() {
             let z0 = engine.download(&z.view()).unwrap().to_f64_vec();
             let model = MixtureModel::new(&mix, &sch, s.prediction()).with_uncond(&other);
             let got = model.run(engine, plan.clone(), &z, 9).unwrap();
-            let host = mix.run_plan_host(&sch, &plan, &z0, 9, Some(&other)).unwrap();
+            let host = mix
+                .run_plan_host(&sch, &plan, &z0, 9, Some(&other))
+                .unwrap();
             let want = host.last().unwrap();
             let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
             let err = got
                 .iter()
                 .zip(want)
                 .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
-            eprintln!("{} on {}: max |engine − host| = {err:e} (scale {scale})", s.name(), engine.describe());
+            eprintln!(
+                "{} on {}: max |engine − host| = {err:e} (scale {scale})",
+                s.name(),
+                engine.describe()
+            );
             // 30 stages of f32 rounding (state, output, rows) on a
             // contracting map: a few 2⁻²⁴ per stage, relative to the scale.
-            assert!(err <= 30.0 * 8.0 * 6e-8 * scale.max(1.0), "{}: {err}", s.name());
+            assert!(
+                err <= 30.0 * 8.0 * 6e-8 * scale.max(1.0),
+                "{}: {err}",
+                s.name()
+            );
         }
     }
 }
@@ -401,7 +464,11 @@ fn driver_adapter_errors() {
     let mix = GaussianMixture::three_modes_2d();
     let steps = Steps::from_grid(&[0.9, 0.5, 0.0]).unwrap();
     // Guided run without an unconditional mixture.
-    let guided = Guided::new(Ddim::new(VpCosine, Prediction::X, steps.clone(), DdimOptions::ddim()).unwrap(), 2.0).unwrap();
+    let guided = Guided::new(
+        Ddim::new(VpCosine, Prediction::X, steps.clone(), DdimOptions::ddim()).unwrap(),
+        2.0,
+    )
+    .unwrap();
     let z = initial_state(engine, &mix, &VpCosine, 0.9, 4, 1, DType::F32).unwrap();
     let r = MixtureModel::new(&mix, &VpCosine, Prediction::X).run(
         engine,

@@ -180,6 +180,8 @@ fn schedules() -> Vec<Arc<dyn Schedule>> {
         Arc::new(VpCosine),
         Arc::new(VpLinear::default()),
         Arc::new(Ve::default()),
+        // diffusers' default DDPM betas (1000 steps, linear 1e-4 … 0.02).
+        Arc::new(DiscreteConfig::default().build().unwrap()),
     ];
     if full() {
         v.push(Arc::new(Shifted::new(Flow, 3.0).unwrap()));
@@ -226,7 +228,6 @@ struct Outcome {
     weight: f64,
     mean: f64,
     sw_ratio: f64,
-    plain_ratio: f64,
 }
 
 struct Fresh {
@@ -239,7 +240,25 @@ struct Fresh {
     plain: f64,
 }
 
-fn fresh(mix: &GaussianMixture, n: usize) -> Fresh {
+/// The fresh sets and their distances, computed once per test binary
+/// (every test and engine uses the same mixture and size).
+fn fresh() -> &'static Fresh {
+    static FRESH: std::sync::OnceLock<Fresh> = std::sync::OnceLock::new();
+    FRESH.get_or_init(|| {
+        let f = make_fresh(&GaussianMixture::three_modes_2d(), sample_count());
+        eprintln!(
+            "fresh pairs of {}: mode-balanced SW {:.4}, plain SW {:.4}",
+            f.n, f.baseline, f.plain
+        );
+        f
+    })
+}
+
+fn sample_count() -> usize {
+    if full() { 32768 } else { 16384 }
+}
+
+fn make_fresh(mix: &GaussianMixture, n: usize) -> Fresh {
     let dirs = slicing_directions(2, 64);
     let reference = mix.sample(SEED + 1, n).unwrap();
     let (mut baseline, mut plain) = (0.0, 0.0);
@@ -265,6 +284,24 @@ fn run_case(
     sampler: &dyn Sampler,
 ) -> gaussflow::Result<Outcome> {
     let plan = Plan::new(sampler)?;
+    // No model call sits at an end point (`α = 0` or `σ = 0`), where some
+    // prediction types carry no information (`end_points_are_explicit`).
+    let sch = sampler.schedule();
+    for st in plan.stages() {
+        if st.reads()[gaussflow::rows::MODEL] {
+            for &t in &st.t {
+                if !(sch.alpha(t) > 0.0 && sch.sigma(t) > 0.0) {
+                    return Err(gaussflow::Error::invalid(
+                        "e2e run",
+                        format!(
+                            "stage {} reads the model at the end point t = {t}",
+                            st.stage
+                        ),
+                    ));
+                }
+            }
+        }
+    }
     let t0 = sampler.steps().pairs()[0].0;
     let z = initial_state(
         engine,
@@ -283,7 +320,6 @@ fn run_case(
         mean: stats.mean_error(mix),
         sw_ratio: mix.mode_balanced_sliced_wasserstein(&x, &fresh.reference, &fresh.dirs)?
             / fresh.baseline,
-        plain_ratio: sliced_wasserstein(&x, &fresh.reference, 2, &fresh.dirs)? / fresh.plain,
     })
 }
 
@@ -314,12 +350,7 @@ fn predictions(kind: usize, schedule: usize) -> Vec<Prediction> {
 /// run shows every broken combination).
 fn matrix(engine: &Engine, kinds: &[Kind]) -> Vec<String> {
     let mix = GaussianMixture::three_modes_2d();
-    let n = if full() { 32768 } else { 16384 };
-    let fresh = fresh(&mix, n);
-    eprintln!(
-        "fresh pairs of {n}: mode-balanced SW {:.4}, plain SW {:.4}",
-        fresh.baseline, fresh.plain
-    );
+    let fresh = fresh();
     let mut failures = Vec::new();
     let mut worst = (0.0f64, 0.0f64, 0.0f64);
     for (j, sch) in schedules().into_iter().enumerate() {
@@ -328,14 +359,19 @@ fn matrix(engine: &Engine, kinds: &[Kind]) -> Vec<String> {
             let ki = KINDS.iter().position(|k| *k == kind).unwrap();
             if kind == Kind::FlowEuler && is_ve(&*sch) && !full() {
                 for p in Prediction::ALL {
-                    let a = Plan::new(&*kind.sampler(sch.clone(), p, steps.clone()).unwrap()).unwrap();
-                    let b = Plan::new(&*Kind::PfOde.sampler(sch.clone(), p, steps.clone()).unwrap())
-                        .unwrap();
+                    let a =
+                        Plan::new(&*kind.sampler(sch.clone(), p, steps.clone()).unwrap()).unwrap();
+                    let b =
+                        Plan::new(&*Kind::PfOde.sampler(sch.clone(), p, steps.clone()).unwrap())
+                            .unwrap();
                     if !same_rows(&a, &b) {
                         failures.push(format!("flow Euler on VE ({p}) is not PF-ODE Euler's plan"));
                     }
                 }
-                eprintln!("FlowEuler / {}: the PF-ODE Euler plan (checked), not re-run", sch.name());
+                eprintln!(
+                    "FlowEuler / {}: the PF-ODE Euler plan (checked), not re-run",
+                    sch.name()
+                );
                 continue;
             }
             for p in predictions(ki, j) {
@@ -343,16 +379,15 @@ fn matrix(engine: &Engine, kinds: &[Kind]) -> Vec<String> {
                 let started = std::time::Instant::now();
                 let res = kind
                     .sampler(sch.clone(), p, steps.clone())
-                    .and_then(|s| run_case(engine, &mix, &fresh, &*s));
+                    .and_then(|s| run_case(engine, &mix, fresh, &*s));
                 match res {
                     Err(e) => failures.push(format!("{label}: error {e}")),
                     Ok(o) => {
                         eprintln!(
-                            "{label}: weight err {:.4}, mean err {:.4} s, SW ratio {:.3} (plain {:.3}), {:.1} s",
+                            "{label}: weight err {:.4}, mean err {:.4} s, SW ratio {:.3}, {:.1} s",
                             o.weight,
                             o.mean,
                             o.sw_ratio,
-                            o.plain_ratio,
                             started.elapsed().as_secs_f64()
                         );
                         worst = (
@@ -437,8 +472,8 @@ fn heun_on_a_karras_grid_keeps_f32_accuracy() {
     let p = Prediction::Eps;
     let heun = Heun::new(sch, p, steps.clone());
     let ddim = Ddim::new(sch, p, steps, DdimOptions::ddim()).unwrap();
-    let n = 16384;
-    let fresh = fresh(&mix, n);
+    let fresh = fresh();
+    let n = fresh.n;
     for engine in common::engines() {
         let z = initial_state(engine, &mix, &sch, grid.t[0], n, SEED, DType::F32).unwrap();
         let z0 = engine.download(&z.view()).unwrap().to_f64_vec();
@@ -471,11 +506,61 @@ fn heun_on_a_karras_grid_keeps_f32_accuracy() {
             assert!(pct[0][k] <= 4.0 * pct[1][k].max(1e-7), "{pct:?}");
         }
         assert!(pct[0][0] < 1e-6 && pct[0][1] < 1e-5, "{pct:?}");
-        let o = run_case(engine, &mix, &fresh, &heun).unwrap();
+        let o = run_case(engine, &mix, fresh, &heun).unwrap();
         eprintln!(
             "  Heun samples: weight err {:.4}, mean err {:.4} s, SW ratio {:.3}",
             o.weight, o.mean, o.sw_ratio
         );
         assert!(o.weight <= 0.02 && o.mean <= 0.05 && o.sw_ratio <= 1.5);
     }
+}
+
+/// The sampler × prediction combinations that are not meaningful, made
+/// explicit instead of skipped. A prediction type is a linear map of
+/// `(x̂, ε̂)`; where it carries no information about one of them it cannot
+/// be inverted: `ε` and the score at `α = 0` (the flow and VP cosine
+/// schedules at `t = 1`: `z = ε` there), `x` and the score at `σ = 0`
+/// (`t = 0`). The matrix therefore
+///
+/// * starts the `α(1) = 0` schedules at `t = 0.999` for every prediction
+///   type ([`start_time`]; one grid per schedule, so the types stay
+///   comparable), and
+/// * never evaluates the model at `t = 0` (the last step of every sampler
+///   goes *to* `t = 0`; `run_case` checks that no model-reading stage sits
+///   at an end point).
+///
+/// This test pins the first point: on every schedule of the matrix, a
+/// DDIM plan from `t = 1` is a `NotInvertible` error exactly for `ε` and
+/// the score where `α(1) = 0`, and builds for every other combination.
+#[test]
+fn end_points_are_explicit() {
+    let steps = Steps::from_grid(&[1.0, 0.5, 0.0]).unwrap();
+    let mut alpha_zero = 0;
+    for sch in schedules() {
+        let at_noise = sch.alpha(1.0) == 0.0;
+        alpha_zero += at_noise as usize;
+        assert_eq!(start_time(&*sch), if at_noise { 0.999 } else { 1.0 });
+        for p in Prediction::ALL {
+            let plan = Ddim::new(sch.clone(), p, steps.clone(), DdimOptions::ddim())
+                .and_then(|s| Plan::new(&s));
+            let expect_error = at_noise && matches!(p, Prediction::Eps | Prediction::Score);
+            match plan {
+                Err(gaussflow::Error::NotInvertible { prediction, t, .. }) if expect_error => {
+                    assert_eq!((prediction, t), (p, 1.0));
+                }
+                Ok(_) if !expect_error => {}
+                other => panic!(
+                    "{} / {p} from t = 1: expected {}, got {other:?}",
+                    sch.name(),
+                    if expect_error {
+                        "NotInvertible"
+                    } else {
+                        "a plan"
+                    }
+                ),
+            }
+        }
+    }
+    // Flow and VP cosine.
+    assert!(alpha_zero >= 2);
 }

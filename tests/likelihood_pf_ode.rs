@@ -32,7 +32,12 @@ fn grid(t0: f64, t1: f64, n: usize) -> Vec<f64> {
 }
 
 fn points(mix: &GaussianMixture) -> Vec<Vec<f64>> {
-    let mut p: Vec<Vec<f64>> = mix.sample(3, 6).unwrap().chunks(2).map(|c| c.to_vec()).collect();
+    let mut p: Vec<Vec<f64>> = mix
+        .sample(3, 6)
+        .unwrap()
+        .chunks(2)
+        .map(|c| c.to_vec())
+        .collect();
     // Between modes and in the tails too.
     p.extend([vec![0.0, 0.5], vec![-3.5, 1.0], vec![2.5, 3.5]]);
     p
@@ -88,7 +93,10 @@ fn gaussian_prior_for_vp_cosine() {
     };
     let times = grid(0.0, 1.0, 200);
     let x = [2.1, -0.4];
-    let a = log_density(&field, &times, &x, Divergence::Exact, 0, &|z| Ok(gaussian_log_density(1.0, z))).unwrap();
+    let a = log_density(&field, &times, &x, Divergence::Exact, 0, &|z| {
+        Ok(gaussian_log_density(1.0, z))
+    })
+    .unwrap();
     let truth = mix.log_density(&VpCosine.at(0.0).unwrap(), &x).unwrap();
     assert!((a.log_p - truth).abs() < 1e-3);
     assert!((a.log_p - a.prior - a.divergence_integral).abs() < 1e-12);
@@ -106,7 +114,10 @@ fn hutchinson_matches_the_exact_divergence_within_its_standard_error() {
         });
         for (i, &t) in [0.1, 0.5, 0.9].iter().enumerate() {
             let at = sch.at(t).unwrap();
-            for (j, z) in [[0.1, 0.3], [-2.0, -1.0], [1.8, -0.2], [0.5, 2.0]].iter().enumerate() {
+            for (j, z) in [[0.1, 0.3], [-2.0, -1.0], [1.8, -0.2], [0.5, 2.0]]
+                .iter()
+                .enumerate()
+            {
                 let z: Vec<f64> = z.iter().map(|v| v * (at.alpha + at.sigma)).collect();
                 let exact = mix.velocity_divergence(&at, &z).unwrap();
                 let jac = mix.velocity_jacobian(&at, &z).unwrap();
@@ -117,7 +128,8 @@ fn hutchinson_matches_the_exact_divergence_within_its_standard_error() {
                     }
                 }
                 let sigma_m = (2.0 * fro / m as f64).sqrt();
-                let est = hutchinson_divergence(&field, t, &z, (4 * i + j) as u32, 77, m, 1e-4).unwrap();
+                let est =
+                    hutchinson_divergence(&field, t, &z, (4 * i + j) as u32, 77, m, 1e-4).unwrap();
                 assert!(
                     (est.mean - exact).abs() <= 4.0 * sigma_m,
                     "{} t={t} z={z:?}: Hutchinson {} vs exact {exact} (σ_M = {sigma_m:e})",
@@ -138,7 +150,9 @@ fn hutchinson_matches_the_exact_divergence_within_its_standard_error() {
 fn hutchinson_probes_are_philox_probe_domain() {
     let p = probe(5, 11, 3, 6);
     let mut want = vec![0.0f32; 6];
-    NoiseKey::new(5, Domain::PROBE).with_stream(3).fill(11, 0, &mut want);
+    NoiseKey::new(5, Domain::PROBE)
+        .with_stream(3)
+        .fill(11, 0, &mut want);
     assert_eq!(p, want.iter().map(|&v| v as f64).collect::<Vec<_>>());
     // Reproducible estimates.
     let mix = GaussianMixture::three_modes_2d();
@@ -166,7 +180,9 @@ fn hutchinson_log_density_is_unbiased() {
     let times = grid(0.0, 1.0, 100);
     let prior = |z: &[f64]| Ok(gaussian_log_density(1.0, z));
     for x in [[-2.1, -0.7], [0.6, 2.3]] {
-        let exact = log_density(&field, &times, &x, Divergence::Exact, 0, &prior).unwrap().log_p;
+        let exact = log_density(&field, &times, &x, Divergence::Exact, 0, &prior)
+            .unwrap()
+            .log_p;
         let runs: Vec<f64> = (0..64u64)
             .map(|seed| {
                 log_density(
@@ -190,7 +206,10 @@ fn hutchinson_log_density_is_unbiased() {
         let se = sd / 8.0;
         eprintln!("x = {x:?}: exact {exact}, Hutchinson mean {mean} ± {se}");
         assert!(sd > 0.0, "single-probe runs must vary");
-        assert!((mean - exact).abs() <= 4.0 * se, "{mean} vs {exact} (SE {se})");
+        assert!(
+            (mean - exact).abs() <= 4.0 * se,
+            "{mean} vs {exact} (SE {se})"
+        );
     }
 }
 
@@ -204,7 +223,14 @@ fn bad_inputs_are_errors() {
     let prior = |z: &[f64]| Ok(gaussian_log_density(1.0, z));
     let g = grid(0.0, 1.0, 10);
     assert!(matches!(
-        log_density(&Opaque(field), &g, &[0.0, 0.0], Divergence::Exact, 0, &prior),
+        log_density(
+            &Opaque(field),
+            &g,
+            &[0.0, 0.0],
+            Divergence::Exact,
+            0,
+            &prior
+        ),
         Err(Error::InvalidArgument { .. })
     ));
     assert!(matches!(
@@ -222,10 +248,37 @@ fn bad_inputs_are_errors() {
         log_density(&lin, &g, &[0.0, 0.0], Divergence::Exact, 0, &prior),
         Err(Error::NotInvertible { .. })
     ));
-    assert!(log_density(&field, &[0.5, 0.5], &[0.0, 0.0], Divergence::Exact, 0, &prior).is_err());
-    assert!(log_density(&field, &[1.0, 0.0], &[0.0, 0.0], Divergence::Exact, 0, &prior).is_err());
+    assert!(
+        log_density(
+            &field,
+            &[0.5, 0.5],
+            &[0.0, 0.0],
+            Divergence::Exact,
+            0,
+            &prior
+        )
+        .is_err()
+    );
+    assert!(
+        log_density(
+            &field,
+            &[1.0, 0.0],
+            &[0.0, 0.0],
+            Divergence::Exact,
+            0,
+            &prior
+        )
+        .is_err()
+    );
     assert!(matches!(
-        log_density(&field, &[0.0, 1.5], &[0.0, 0.0], Divergence::Exact, 0, &prior),
+        log_density(
+            &field,
+            &[0.0, 1.5],
+            &[0.0, 0.0],
+            Divergence::Exact,
+            0,
+            &prior
+        ),
         Err(Error::TimeOutOfRange { .. })
     ));
     let hutch = |probes, fd_step| Divergence::Hutchinson {

@@ -42,7 +42,9 @@ pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         reports.push((id, r));
     }
-    let pass = reports.iter().all(|(_, r)| r.as_ref().is_ok_and(|r| r.pass));
+    let pass = reports
+        .iter()
+        .all(|(_, r)| r.as_ref().is_ok_and(|r| r.pass));
     if args.json {
         let v: Vec<_> = reports
             .iter()

@@ -114,12 +114,25 @@ fn trajectories_scaled(path: &Path) -> Res<()> {
                     .map(|p| p.into_iter().map(|(t, z)| (t, z[0])).collect())
             })
             .collect::<Result<_, _>>()?;
-        let lo = exact.iter().flatten().map(|p| p.1).fold(f64::INFINITY, f64::min);
-        let hi = exact.iter().flatten().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+        let lo = exact
+            .iter()
+            .flatten()
+            .map(|p| p.1)
+            .fold(f64::INFINITY, f64::min);
+        let hi = exact
+            .iter()
+            .flatten()
+            .map(|p| p.1)
+            .fold(f64::NEG_INFINITY, f64::max);
         let pad = 0.08 * (hi - lo);
         for (row, name) in ["DDIM", "PF-ODE Euler"].iter().enumerate() {
             let sampler: Box<dyn Sampler> = if row == 0 {
-                Box::new(Ddim::new(sch, Prediction::V, grid.clone(), DdimOptions::ddim())?)
+                Box::new(Ddim::new(
+                    sch,
+                    Prediction::V,
+                    grid.clone(),
+                    DdimOptions::ddim(),
+                )?)
             } else {
                 Box::new(PfOdeEuler::new(sch, Prediction::V, grid.clone()))
             };
@@ -150,16 +163,10 @@ fn trajectories_scaled(path: &Path) -> Res<()> {
             }
             let color = COLORS[row];
             for i in 0..z0.len() {
-                let pts: Vec<(f64, f64)> = times
-                    .iter()
-                    .zip(&states)
-                    .map(|(&t, s)| (t, s[i]))
-                    .collect();
+                let pts: Vec<(f64, f64)> =
+                    times.iter().zip(&states).map(|(&t, s)| (t, s[i])).collect();
                 chart.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?;
-                chart.draw_series(
-                    pts.iter()
-                        .map(|&p| Circle::new(p, 3, color.filled())),
-                )?;
+                chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
             }
         }
     }
@@ -188,7 +195,12 @@ fn vp_vs_flow_paths(path: &Path) -> Res<()> {
                         .map(|p| p.into_iter().map(|(t, z)| (t, z[0])).collect())
                 })
                 .collect::<Result<_, _>>()?;
-            let hi = paths.iter().flatten().map(|p| p.1.abs()).fold(0.0, f64::max) * 1.08;
+            let hi = paths
+                .iter()
+                .flatten()
+                .map(|p| p.1.abs())
+                .fold(0.0, f64::max)
+                * 1.08;
             let (curv, _) = path_curvature(*sch, s, 1.3, 2000)?;
             let mut chart = ChartBuilder::on(&panels[row * spreads.len() + col])
                 .caption(
@@ -208,7 +220,10 @@ fn vp_vs_flow_paths(path: &Path) -> Res<()> {
                 .light_line_style(WHITE)
                 .draw()?;
             for p in &paths {
-                chart.draw_series(LineSeries::new(p.iter().copied(), COLORS[row].stroke_width(2)))?;
+                chart.draw_series(LineSeries::new(
+                    p.iter().copied(),
+                    COLORS[row].stroke_width(2),
+                ))?;
             }
         }
     }
@@ -225,17 +240,20 @@ fn starts_gauss(sch: &dyn Schedule, s: f64, count: usize) -> Vec<f64> {
 }
 
 fn churn_weights_fig(path: &Path) -> Res<()> {
-    let etas = [(0.0, "DDIM (η = 0)"), (0.5, "η = 0.5"), (1.0, "DDPM (η = 1)")];
+    let etas = [
+        (0.0, "DDIM (η = 0)"),
+        (0.5, "η = 0.5"),
+        (1.0, "DDPM (η = 1)"),
+    ];
     let mut series = Vec::new();
     let mut top = 0.0f64;
     for &(eta, label) in &etas {
         let w = churn_weights(eta)?;
-        let pts: Vec<(f64, f64)> = w
-            .t
-            .iter()
-            .zip(&w.prediction)
-            .map(|(&t, &v)| (t, v.abs()))
-            .collect();
+        let pts: Vec<(f64, f64)> =
+            w.t.iter()
+                .zip(&w.prediction)
+                .map(|(&t, &v)| (t, v.abs()))
+                .collect();
         top = top.max(pts.iter().map(|p| p.1).fold(0.0, f64::max));
         series.push((label, pts));
     }
@@ -281,7 +299,11 @@ fn weighting_functions(path: &Path) -> Res<()> {
     use Prediction::*;
     let uniform = TimeDistribution::Uniform;
     let cases: Vec<(&str, &dyn Schedule, Objective)> = vec![
-        ("ELBO", &VpCosine, Objective::new(Eps, Weighting::Elbo, uniform)?),
+        (
+            "ELBO",
+            &VpCosine,
+            Objective::new(Eps, Weighting::Elbo, uniform)?,
+        ),
         (
             "ε-MSE, cosine",
             &VpCosine,
