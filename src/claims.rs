@@ -25,8 +25,7 @@
 use crate::backend::{Engine, LossOp, Noise, NoiseOp, SampleIds, Target};
 use crate::error::{Error, Result};
 use crate::models::{
-    DATA_DOMAIN, GaussianMixture, MixtureModel, initial_state, sliced_wasserstein,
-    slicing_directions,
+    DATA_DOMAIN, GaussianMixture, MixtureModel, initial_state, slicing_directions,
 };
 use crate::param::Prediction;
 use crate::rng::{Domain, NoiseKey};
@@ -565,8 +564,9 @@ fn compose_renoise(d: &StepCoeffs, r: &StepCoeffs) -> StepCoeffs {
 /// type; VP cosine, VP linear, flow; `Δλ ∈ {0.05, 0.5, 1, 3}`); and a
 /// 200-step DDPM run and the DDIM+renoise sampler on the same grid give
 /// the same distribution on the three-mode mixture (8192 samples each,
-/// independent starts): their sliced-Wasserstein distance is at most 1.5×
-/// that between two fresh mixture sets of the same size.
+/// independent starts): their mode weights agree within 0.02 and their
+/// mode-balanced sliced-Wasserstein distance is at most 1.5× the mean of
+/// that between two pairs of fresh mixture sets of the same size.
 pub fn ddpm_is_ddim_then_renoise(engine: &Engine) -> Result<ClaimReport> {
     let mut b = Builder::new(3);
     let schedules: [&dyn Schedule; 3] = [&VpCosine, &VpLinear::default(), &Flow];
@@ -615,23 +615,40 @@ pub fn ddpm_is_ddim_then_renoise(engine: &Engine) -> Result<ClaimReport> {
         },
     )?;
     let composite = engine.download(&composite.view())?.to_f64_vec();
+    // Mode-balanced distances (each set reweighted so its modes carry
+    // exactly π_k; the weights are compared on their own): the plain
+    // distance between two exact sets of this mixture is dominated by the
+    // mode weights' sampling noise and nearly Rayleigh-distributed, so a
+    // multiple of one fresh pair would be a poor yardstick
+    // (`GaussianMixture::mode_balanced_sliced_wasserstein`).
     let dirs = slicing_directions(2, 64);
-    let f1 = mix.sample(SEED + 2, n)?;
-    let f2 = mix.sample(SEED + 3, n)?;
-    let base = b.num("SW(fresh, fresh)", sliced_wasserstein(&f1, &f2, 2, &dirs)?);
+    let mut base = 0.0;
+    for k in 0..2u64 {
+        let f1 = mix.sample(SEED + 2 + 2 * k, n)?;
+        let f2 = mix.sample(SEED + 3 + 2 * k, n)?;
+        base += mix.mode_balanced_sliced_wasserstein(&f1, &f2, &dirs)? / 2.0;
+    }
+    let base = b.num("SW(fresh, fresh), mode-balanced, mean of 2 pairs", base);
     let between = b.num(
-        "SW(DDPM, DDIM+renoise)",
-        sliced_wasserstein(&ddpm, &composite, 2, &dirs)?,
+        "SW(DDPM, DDIM+renoise), mode-balanced",
+        mix.mode_balanced_sliced_wasserstein(&ddpm, &composite, &dirs)?,
     );
-    b.num("SW(DDPM, fresh)", sliced_wasserstein(&ddpm, &f1, 2, &dirs)?);
-    b.num(
-        "SW(DDIM+renoise, fresh)",
-        sliced_wasserstein(&composite, &f1, 2, &dirs)?,
+    let (wa, wb) = (mix.mode_stats(&ddpm)?, mix.mode_stats(&composite)?);
+    let weights = b.num(
+        "largest mode-weight difference",
+        wa.weights
+            .iter()
+            .zip(&wb.weights)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max),
     );
+    b.num("DDPM mode-weight error", wa.weight_error(&mix));
+    b.num("DDIM+renoise mode-weight error", wb.weight_error(&mix));
     let ratio = b.num("ratio", between / base);
     b.done(
-        "coefficients within 1e-13 (f64 rounding); SW(DDPM, DDIM+renoise) ≤ 1.5 × SW(fresh, fresh)",
-        coef <= 1e-13 && ratio <= 1.5,
+        "coefficients within 1e-13 (f64 rounding); mode weights within 0.02 of each other; \
+         SW(DDPM, DDIM+renoise) ≤ 1.5 × SW(fresh, fresh) (mode-balanced)",
+        coef <= 1e-13 && weights <= 0.02 && ratio <= 1.5,
     )
 }
 
@@ -1175,8 +1192,8 @@ pub fn gaussian_run_moments(
 }
 
 /// Claim 9: Euler–Maruyama on the reverse SDE with churn `η ∈ {0, 0.5, 1,
-/// 2}` (VP linear schedule, 2000 uniform steps from `t = 1`, exact model of
-/// Gaussian data `N(0.5, 0.6²)` in 4 dimensions, 8192 samples through the
+/// 2}` (VP linear schedule, 1000 uniform steps from `t = 1`, exact model of
+/// Gaussian data `N(0.5, 0.6²)` in 4 dimensions, 2048 samples through the
 /// engine, pooled over dimensions): the sample mean and variance at
 /// `t = 0` are within 3 standard errors of the data's (`SE_mean = s/√N`,
 /// `SE_var = s²√(2/(N−1))`, `N` = samples × dimensions). The exact
@@ -1186,10 +1203,10 @@ pub fn gaussian_run_moments(
 /// the 3-SE criterion tests sampling error, not the discretisation.
 pub fn reverse_sde_marginals(engine: &Engine) -> Result<ClaimReport> {
     let mut b = Builder::new(9);
-    let (mu, s, d, n) = (0.5, 0.6, 4usize, 8192usize);
+    let (mu, s, d, n) = (0.5, 0.6, 4usize, 2048usize);
     let g = GaussianMixture::gaussian(&vec![mu; d], s)?;
     let sch = VpLinear::default();
-    let steps = Steps::from_grid(&uniform_grid(1.0, 0.0, 2000))?;
+    let steps = Steps::from_grid(&uniform_grid(1.0, 0.0, 1000))?;
     let count = (n * d) as f64;
     let se_m = s / count.sqrt();
     let se_v = s * s * (2.0 / (count - 1.0)).sqrt();

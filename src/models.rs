@@ -52,9 +52,10 @@ use crate::tensor::{HostTensor, Shape};
 
 /// Per-component constants of the mixture at one time.
 struct Frame {
-    alpha: f64,
     t: f64,
     comps: Vec<Comp>,
+    /// `α μ_k`, `[K, d]` row-major.
+    scaled_means: Vec<f64>,
 }
 
 /// `1/v_k`, `ln π_k − (d/2) ln(2π v_k)`, and the gains of `δ_k` in `x̂_k`
@@ -278,9 +279,9 @@ impl GaussianMixture {
             })
             .collect::<Result<Vec<Comp>>>()?;
         Ok(Frame {
-            alpha: at.alpha,
             t: at.t,
             comps,
+            scaled_means: self.means.iter().map(|m| at.alpha * m).collect(),
         })
     }
 
@@ -289,13 +290,12 @@ impl GaussianMixture {
     /// `(max, Σ w)`, so `r_k = w_k/Σw` and `log p_t(z) = max + ln Σw`.
     fn weights_frame(&self, f: &Frame, z: &[f64], w: &mut [f64]) -> Result<(f64, f64)> {
         let mut max = f64::NEG_INFINITY;
-        for (k, (lw, c)) in w.iter_mut().zip(&f.comps).enumerate() {
-            let mu = &self.means[k * self.dim..(k + 1) * self.dim];
-            let q: f64 = z
-                .iter()
-                .zip(mu)
-                .map(|(&z, &m)| (z - f.alpha * m).powi(2))
-                .sum();
+        for ((lw, c), amu) in w
+            .iter_mut()
+            .zip(&f.comps)
+            .zip(f.scaled_means.chunks_exact(self.dim))
+        {
+            let q: f64 = z.iter().zip(amu).map(|(&z, &m)| (z - m).powi(2)).sum();
             *lw = c.log_norm - 0.5 * q * c.inv_v;
             max = max.max(*lw);
         }
@@ -335,14 +335,25 @@ impl GaussianMixture {
         let (max, sum) = self.weights_frame(f, z, scratch)?;
         x_hat.fill(0.0);
         eps_hat.fill(0.0);
-        for (k, (w, c)) in scratch.iter_mut().zip(&f.comps).enumerate() {
+        let d = self.dim;
+        for (((w, c), mu), amu) in scratch
+            .iter_mut()
+            .zip(&f.comps)
+            .zip(self.means.chunks_exact(d))
+            .zip(f.scaled_means.chunks_exact(d))
+        {
             *w /= sum;
             let r = *w;
-            for (j, &zj) in z.iter().enumerate() {
-                let mu = self.means[k * self.dim + j];
-                let delta = zj - f.alpha * mu;
-                x_hat[j] += r * (mu + c.x_gain * delta);
-                eps_hat[j] += r * c.e_gain * delta;
+            for ((((x, e), &zj), &m), &am) in x_hat
+                .iter_mut()
+                .zip(eps_hat.iter_mut())
+                .zip(z)
+                .zip(mu)
+                .zip(amu)
+            {
+                let delta = zj - am;
+                *x += r * (m + c.x_gain * delta);
+                *e += r * c.e_gain * delta;
             }
         }
         Ok((max, sum))

@@ -1,5 +1,11 @@
-//! The seed post's nine claims (issue #6 §3), one test each, run on every
-//! engine present (claims 4, 6, 7, 8 are host algebra and run once). Each
+//! The seed post's nine claims (issue #6 §3), one test each. Claims 1–3
+//! and 9 run on every engine present; 4, 6, 7, 8 are host algebra and run
+//! once; 5 (Monte-Carlo losses over 5 × 65536 samples) runs on the CPU
+//! engine, and on every engine with `GAUSSFLOW_LARGE_TESTS=1` — on
+//! lavapipe the loss kernel
+//! runs one workgroup per sample, which at `D = 2` makes claim 5 take
+//! about a minute (the kernels themselves are checked against the
+//! reference on every backend by the verify tests). Each
 //! test prints the measured numbers (`--nocapture`) and asserts the claim's
 //! criterion, which `gaussflow claims` prints as PASS/FAIL. The criteria
 //! and their statistical reasoning are documented on each function of
@@ -33,6 +39,20 @@ fn on_every_engine(id: u8) {
     }
 }
 
+fn large() -> bool {
+    std::env::var("GAUSSFLOW_LARGE_TESTS").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// On the CPU engine, and on every engine with `GAUSSFLOW_LARGE_TESTS=1`.
+fn on_cpu_or_every_engine(id: u8) {
+    if large() {
+        on_every_engine(id);
+    } else {
+        eprintln!("(other engines with GAUSSFLOW_LARGE_TESTS=1)");
+        on_host(id);
+    }
+}
+
 fn on_host(id: u8) {
     check(&claims::run(&common::engines()[0], id).unwrap());
 }
@@ -59,7 +79,7 @@ fn claim4_flow_matching_is_v_mse_cosine() {
 
 #[test]
 fn claim5_loss_depends_on_lambda_end_points_only() {
-    on_every_engine(5);
+    on_cpu_or_every_engine(5);
 }
 
 #[test]
