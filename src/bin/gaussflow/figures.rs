@@ -99,10 +99,21 @@ fn trajectories_scaled(path: &Path) -> Res<()> {
     let root = SVGBackend::new(path, (1400, 760)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(
-        "Sampling paths under scalings of the flow schedule (6 steps; grey: exact ODE)",
-        (FONT, 24),
+        "Scalings c_t of the flow schedule, 6 steps: DDIM (top) ends where the unscaled run ends \
+         (black ×) under every c_t, PF-ODE Euler (bottom) does not; grey: exact ODE",
+        (FONT, 19),
     )?;
     let panels = root.split_evenly((2, scalings.len()));
+    // End points of the unscaled run (identical for both samplers: on the
+    // flow schedule DDIM = flow Euler = PF-ODE Euler). Every scaling here
+    // has c_0 = 1, so end points compare directly.
+    let unscaled = {
+        let ddim = Ddim::new(Flow, Prediction::V, grid.clone(), DdimOptions::ddim())?;
+        let plan = gaussflow::sampler::Plan::new(&ddim)?;
+        mix.run_plan_host(&Flow, &plan, &base, 0, None)?
+            .pop()
+            .ok_or("empty run")?
+    };
     for (col, &sc) in scalings.iter().enumerate() {
         let sch = TimeScaled::new(Flow, sc)?;
         let c0 = sch.factor(t0).0;
@@ -149,7 +160,7 @@ fn trajectories_scaled(path: &Path) -> Res<()> {
                 .margin(10)
                 .x_label_area_size(36)
                 .y_label_area_size(46)
-                .build_cartesian_2d(0f64..1f64, (lo - pad)..(hi + pad))?;
+                .build_cartesian_2d(-0.04f64..1.01f64, (lo - pad)..(hi + pad))?;
             chart
                 .configure_mesh()
                 .x_desc("diffusion time t")
@@ -168,6 +179,11 @@ fn trajectories_scaled(path: &Path) -> Res<()> {
                 chart.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?;
                 chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
             }
+            chart.draw_series(
+                unscaled
+                    .iter()
+                    .map(|&z| Cross::new((0.0, z), 6, BLACK.stroke_width(2))),
+            )?;
         }
     }
     root.present()?;
@@ -175,11 +191,12 @@ fn trajectories_scaled(path: &Path) -> Res<()> {
 }
 
 fn vp_vs_flow_paths(path: &Path) -> Res<()> {
-    let spreads = [0.1, 1.0, 10.0];
-    let root = SVGBackend::new(path, (1300, 760)).into_drawing_area();
+    let spreads = [0.01, 0.1, 1.0, 10.0];
+    let root = SVGBackend::new(path, (1600, 760)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(
-        "Exact probability-flow paths of Gaussian data N(0, s²): VP cosine vs flow",
+        "Exact probability-flow paths of Gaussian data N(0, s²): VP cosine is straight for s = 1, \
+         flow for s → 0 (claim 8)",
         (FONT, 24),
     )?;
     let panels = root.split_evenly((2, spreads.len()));
@@ -204,8 +221,8 @@ fn vp_vs_flow_paths(path: &Path) -> Res<()> {
             let (curv, _) = path_curvature(*sch, s, 1.3, 2000)?;
             let mut chart = ChartBuilder::on(&panels[row * spreads.len() + col])
                 .caption(
-                    format!("{name}, s = {s} (deviation from chord {curv:.3})"),
-                    (FONT, 17),
+                    format!("{name}, s = {s} (off chord by {curv:.3})"),
+                    (FONT, 16),
                 )
                 .margin(10)
                 .x_label_area_size(36)
@@ -315,12 +332,12 @@ fn weighting_functions(path: &Path) -> Res<()> {
             Objective::new(FlowVelocity, Weighting::Simple(FlowVelocity), uniform)?,
         ),
         (
-            "min-SNR-5, cosine",
+            "min-SNR-5, cosine (= ε-MSE below λ = ln 5)",
             &VpCosine,
             Objective::new(Eps, Weighting::MinSnr { gamma: 5.0 }, uniform)?,
         ),
         (
-            "sigmoid(2 − λ)",
+            "sigmoid(2 − λ), cosine (→ ELBO for λ ≪ 2)",
             &VpCosine,
             Objective::new(Eps, Weighting::Sigmoid { bias: 2.0 }, uniform)?,
         ),
@@ -385,10 +402,26 @@ fn weighting_functions(path: &Path) -> Res<()> {
         .draw()?;
     for (i, (label, pts)) in series.into_iter().enumerate() {
         let c = COLORS[i % COLORS.len()];
-        chart
-            .draw_series(LineSeries::new(pts, c.stroke_width(3)))?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3)));
+        // Dashed where a curve runs on top of another one over part of
+        // the range (min-SNR on ε-MSE, sigmoid on ELBO).
+        let dashed = label.starts_with("min-SNR") || label.starts_with("sigmoid");
+        let anno = if dashed {
+            chart.draw_series(DashedLineSeries::new(pts, 12, 7, c.stroke_width(3)))?
+        } else {
+            chart.draw_series(LineSeries::new(pts, c.stroke_width(3)))?
+        };
+        anno.label(label).legend(move |(x, y)| {
+            // Two pieces with a gap for a dashed curve, one line otherwise
+            // (the second piece then repeats the first).
+            let (first, second) = if dashed {
+                ((0, 10), (15, 25))
+            } else {
+                ((0, 25), (0, 25))
+            };
+            EmptyElement::at((x, y))
+                + PathElement::new(vec![(first.0, 0), (first.1, 0)], c.stroke_width(3))
+                + PathElement::new(vec![(second.0, 0), (second.1, 0)], c.stroke_width(3))
+        });
     }
     chart
         .configure_series_labels()
