@@ -320,13 +320,13 @@ impl<S: Schedule> TimeScaled<S> {
     /// `inner` scaled by `scaling`; a constant or power must be finite and
     /// positive.
     pub fn new(inner: S, scaling: Scaling) -> Result<Self> {
-        if let Scaling::Constant(c) | Scaling::Power(c) = scaling {
-            if !(c.is_finite() && c > 0.0) {
-                return Err(Error::invalid(
-                    "time-scaled schedule",
-                    format!("scale {c} must be finite and positive"),
-                ));
-            }
+        if let Scaling::Constant(c) | Scaling::Power(c) = scaling
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err(Error::invalid(
+                "time-scaled schedule",
+                format!("scale {c} must be finite and positive"),
+            ));
         }
         Ok(TimeScaled { inner, scaling })
     }

@@ -501,7 +501,7 @@ impl GaussianMixture {
         z: &[f64],
     ) -> Result<Vec<f64>> {
         let d = self.dim;
-        if z.len() % d != 0 {
+        if !z.len().is_multiple_of(d) {
             return Err(Error::invalid(
                 "mixture batch",
                 format!(
@@ -801,7 +801,7 @@ impl GaussianMixture {
     /// component and returns the count, fraction and mean per component.
     pub fn mode_stats(&self, samples: &[f64]) -> Result<ModeStats> {
         let d = self.dim;
-        if samples.is_empty() || samples.len() % d != 0 {
+        if samples.is_empty() || !samples.len().is_multiple_of(d) {
             return Err(Error::invalid(
                 "mode statistics",
                 format!(
@@ -871,7 +871,7 @@ pub fn sliced_wasserstein(
     dim: usize,
     directions: &[Vec<f64>],
 ) -> Result<f64> {
-    if dim == 0 || a.len() % dim != 0 || a.is_empty() {
+    if dim == 0 || !a.len().is_multiple_of(dim) || a.is_empty() {
         return Err(Error::invalid(
             "sliced Wasserstein",
             format!(
@@ -999,7 +999,7 @@ impl GaussianMixture {
     ) -> Result<Vec<Vec<f64>>> {
         use crate::rows::{HISTORY, MODEL, MODEL_UNCOND, STATE};
         let d = self.dim;
-        if z0.is_empty() || z0.len() % d != 0 {
+        if z0.is_empty() || !z0.len().is_multiple_of(d) {
             return Err(Error::invalid(
                 "host plan run",
                 format!(

@@ -31,6 +31,9 @@ use crate::out::outln;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
+/// Draws one figure into a file.
+type Draw = fn(&Path) -> Res<()>;
+
 /// Options of `figures`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -41,7 +44,7 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Res<ExitCode> {
     std::fs::create_dir_all(&args.out)?;
-    let figs: [(&str, fn(&Path) -> Res<()>); 4] = [
+    let figs: [(&str, Draw); 4] = [
         ("trajectories_scaled.svg", trajectories_scaled),
         ("vp_vs_flow_paths.svg", vp_vs_flow_paths),
         ("churn_weights.svg", churn_weights_fig),
