@@ -17,8 +17,11 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod claims;
 pub mod error;
 pub mod grid;
+pub mod likelihood;
+pub mod models;
 pub mod param;
 pub mod reference;
 pub mod rng;

@@ -5,6 +5,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod claims;
+mod figures;
 mod info;
 mod out;
 mod verify;
@@ -24,6 +26,11 @@ enum Command {
     /// Check every kernel × storage type × size on every backend present
     /// against the f64 reference; exits non-zero on any failure.
     Verify(verify::Args),
+    /// Measure the seed post's nine claims and print PASS/FAIL for each;
+    /// exits non-zero if any fails.
+    Claims(claims::Args),
+    /// Write the seed post's figures as SVG files into a directory.
+    Figures(figures::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -32,6 +39,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Some(Command::Info(args)) => info::run(&args),
         Some(Command::Verify(args)) => verify::run(&args),
+        Some(Command::Claims(args)) => claims::run(&args),
+        Some(Command::Figures(args)) => figures::run(&args),
         None => main_job(),
     };
     match result {

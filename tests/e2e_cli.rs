@@ -1,0 +1,92 @@
+//! The CLI shell of issue #6: `gaussflow figures --out DIR` writes the four
+//! SVGs (with axis labels and legends as SVG text), and `gaussflow claims
+//! --json` prints the claims with their numbers and verdicts (the host-only
+//! claims here, to stay fast; every claim has its own test in
+//! `claims_seed.rs`).
+
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gaussflow"))
+}
+
+#[test]
+fn figures_are_written_as_svg_with_text() {
+    let dir = std::env::temp_dir().join(format!("gaussflow-figures-{}", std::process::id()));
+    let out = bin().args(["figures", "--out"]).arg(&dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "figures failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (name, must) in [
+        (
+            "trajectories_scaled.svg",
+            &["DDIM", "PF-ODE Euler", "diffusion time t", "flow→VP"][..],
+        ),
+        (
+            "vp_vs_flow_paths.svg",
+            &["VP cosine", "flow", "s = 0.1", "state z_t"][..],
+        ),
+        (
+            "churn_weights.svg",
+            &["DDPM (η = 1)", "DDIM (η = 0)", "|weight|"][..],
+        ),
+        (
+            "weighting_functions.svg",
+            &["ELBO", "flow matching", "min-SNR-5", "EDM", "log-SNR λ"][..],
+        ),
+    ] {
+        let svg = std::fs::read_to_string(dir.join(name)).unwrap();
+        assert!(svg.starts_with("<svg"), "{name} is not an SVG");
+        assert!(svg.contains("<text"), "{name} has no text");
+        assert!(
+            svg.contains("<polyline") || svg.contains("<path"),
+            "{name} has no lines"
+        );
+        for m in must {
+            assert!(svg.contains(m), "{name} lacks {m:?}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn claims_json_reports_numbers_and_verdicts() {
+    let out = bin()
+        .args(["claims", "--only", "4,6,7,8", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "claims failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["pass"], true);
+    let claims = v["claims"].as_array().unwrap();
+    assert_eq!(
+        claims
+            .iter()
+            .map(|c| c["id"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [4, 6, 7, 8]
+    );
+    for c in claims {
+        assert_eq!(c["pass"], true);
+        assert!(!c["numbers"].as_array().unwrap().is_empty());
+        assert!(c["criterion"].as_str().is_some_and(|s| !s.is_empty()));
+    }
+}
+
+#[test]
+fn claims_table_and_bad_claim_number() {
+    let out = bin().args(["claims", "--only", "4"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.contains("[PASS] 4."), "{text}");
+    assert!(text.contains("claims: 1/1 PASS"), "{text}");
+    let out = bin().args(["claims", "--only", "12"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[FAIL] 12."));
+}
