@@ -27,6 +27,7 @@ pub mod sampler;
 pub mod sampling;
 pub mod schedule;
 pub mod sde;
+mod simd;
 pub mod tensor;
 pub mod verify;
 pub mod weighting;

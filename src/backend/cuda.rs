@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::rows::Row;
-use crate::tensor::{DType, HostTensor, Shape, Tensor, View};
+use crate::tensor::{DType, HostTensor, Shape, Tensor, View, ViewMut};
 
 use super::ops::{LossOp, NoiseOp, RowTable, StepOp};
 use super::{BackendKind, Kernels};
@@ -108,6 +108,9 @@ impl Kernels for CudaBackend {
         match self.never {}
     }
     fn loss(&self, _: LossOp<'_>) -> Result<()> {
+        match self.never {}
+    }
+    fn copy(&self, _: &View<'_>, _: ViewMut<'_>) -> Result<()> {
         match self.never {}
     }
     fn synchronize(&self) -> Result<()> {

@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::rows::Row;
-use crate::tensor::{DType, HostTensor, Shape, Tensor, View};
+use crate::tensor::{DType, HostTensor, Shape, Tensor, View, ViewMut};
 
 use super::ops::{LossOp, NoiseOp, RowTable, StepOp};
 use super::{BackendKind, Kernels};
@@ -100,6 +100,9 @@ impl Kernels for WgpuBackend {
         match self.never {}
     }
     fn loss(&self, _: LossOp<'_>) -> Result<()> {
+        match self.never {}
+    }
+    fn copy(&self, _: &View<'_>, _: ViewMut<'_>) -> Result<()> {
         match self.never {}
     }
     fn synchronize(&self) -> Result<()> {

@@ -71,7 +71,10 @@ pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 })
             })
             .collect();
-        outln!("{}", serde_json::to_string_pretty(&serde_json::json!({"pass": !failed, "backends": v}))?);
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"pass": !failed, "backends": v}))?
+        );
     } else {
         for r in &reports {
             match &r.attempt.outcome {
@@ -92,5 +95,9 @@ pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         outln!("verify: {}", if failed { "FAIL" } else { "PASS" });
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
