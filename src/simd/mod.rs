@@ -65,10 +65,8 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     fn clamp(self, x: Self::F, lo: Self::F, hi: Self::F) -> Self::F;
     /// Lane mask of `a > b`.
     fn gt(self, a: Self::F, b: Self::F) -> Self::U;
-    /// `m ? a : b` per lane; each lane of `m` is all ones or all zeros.
+    /// `m ? a : b` per lane, chosen by the top bit of each lane of `m`.
     fn select(self, m: Self::U, a: Self::F, b: Self::F) -> Self::F;
-    /// `m ? a : b` per lane; each lane of `m` is all ones or all zeros.
-    fn select_u(self, m: Self::U, a: Self::U, b: Self::U) -> Self::U;
 
     /// The bits of each lane.
     fn to_bits(self, a: Self::F) -> Self::U;
@@ -93,8 +91,15 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     fn u_shr<const N: i32>(self, a: Self::U) -> Self::U;
     /// `a << N`.
     fn u_shl<const N: i32>(self, a: Self::U) -> Self::U;
-    /// `(hi, lo)` words of the 64-bit product `a · m`, per lane.
-    fn mul_hilo(self, a: Self::U, m: u32) -> (Self::U, Self::U);
+    /// Seen as four 64-bit lanes: the 64-bit product of the low 32-bit
+    /// words of `a` and `m` in each (`vpmuludq`).
+    fn mul_even(self, a: Self::U, m: Self::U) -> Self::U;
+    /// Seen as four 64-bit lanes: each shifted right by 32 (the high word
+    /// moves to the low word, the high word becomes 0).
+    fn shr_64_32(self, a: Self::U) -> Self::U;
+    /// `[a0, b0, a2, b2, a4, b4, a6, b6]`: the low words of the 64-bit lanes
+    /// of `a` and `b`, interleaved.
+    fn merge_even(self, a: Self::U, b: Self::U) -> Self::U;
 
     /// Four vectors `n_k` whose lane `j` is component `k` of block `j`,
     /// rearranged into element order: output vector `v` holds blocks

@@ -89,11 +89,7 @@ impl Simd for Portable {
     }
     #[inline(always)]
     fn select(self, m: U, a: F, b: F) -> F {
-        std::array::from_fn(|j| if m[j] != 0 { a[j] } else { b[j] })
-    }
-    #[inline(always)]
-    fn select_u(self, m: U, a: U, b: U) -> U {
-        std::array::from_fn(|j| if m[j] != 0 { a[j] } else { b[j] })
+        std::array::from_fn(|j| if m[j] >> 31 != 0 { a[j] } else { b[j] })
     }
 
     #[inline(always)]
@@ -142,12 +138,22 @@ impl Simd for Portable {
         std::array::from_fn(|j| a[j] << N)
     }
     #[inline(always)]
-    fn mul_hilo(self, a: U, m: u32) -> (U, U) {
-        let p: [u64; LANES] = std::array::from_fn(|j| a[j] as u64 * m as u64);
-        (
-            std::array::from_fn(|j| (p[j] >> 32) as u32),
-            std::array::from_fn(|j| p[j] as u32),
-        )
+    fn mul_even(self, a: U, m: U) -> U {
+        let mut out = [0; LANES];
+        for i in 0..LANES / 2 {
+            let p = a[2 * i] as u64 * m[2 * i] as u64;
+            out[2 * i] = p as u32;
+            out[2 * i + 1] = (p >> 32) as u32;
+        }
+        out
+    }
+    #[inline(always)]
+    fn shr_64_32(self, a: U) -> U {
+        std::array::from_fn(|j| if j % 2 == 0 { a[j + 1] } else { 0 })
+    }
+    #[inline(always)]
+    fn merge_even(self, a: U, b: U) -> U {
+        std::array::from_fn(|j| if j % 2 == 0 { a[j] } else { b[j - 1] })
     }
 
     #[inline(always)]

@@ -105,10 +105,6 @@ impl Simd for Avx2 {
     fn select(self, m: U, a: F, b: F) -> F {
         unsafe { _mm256_blendv_ps(b, a, _mm256_castsi256_ps(m)) }
     }
-    #[inline(always)]
-    fn select_u(self, m: U, a: U, b: U) -> U {
-        unsafe { _mm256_blendv_epi8(b, a, m) }
-    }
 
     #[inline(always)]
     fn to_bits(self, a: F) -> U {
@@ -156,16 +152,16 @@ impl Simd for Avx2 {
         unsafe { _mm256_slli_epi32::<N>(a) }
     }
     #[inline(always)]
-    fn mul_hilo(self, a: U, m: u32) -> (U, U) {
-        unsafe {
-            let m = _mm256_set1_epi32(m as i32);
-            // 64-bit products of the even lanes, then of the odd lanes.
-            let even = _mm256_mul_epu32(a, m);
-            let odd = _mm256_mul_epu32(_mm256_srli_epi64::<32>(a), m);
-            let hi = _mm256_blend_epi32::<0b1010_1010>(_mm256_srli_epi64::<32>(even), odd);
-            let lo = _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd));
-            (hi, lo)
-        }
+    fn mul_even(self, a: U, m: U) -> U {
+        unsafe { _mm256_mul_epu32(a, m) }
+    }
+    #[inline(always)]
+    fn shr_64_32(self, a: U) -> U {
+        unsafe { _mm256_srli_epi64::<32>(a) }
+    }
+    #[inline(always)]
+    fn merge_even(self, a: U, b: U) -> U {
+        unsafe { _mm256_blend_epi32::<0b1010_1010>(a, _mm256_slli_epi64::<32>(b)) }
     }
 
     #[inline(always)]

@@ -1,10 +1,11 @@
 //! `gaussflow`: the command-line shell over the library.
 //!
 //! With no subcommand it runs the main job: `info`, then `verify` on every
-//! backend found. Every subcommand is a thin layer over the public API.
+//! backend found, then a short bench summary. Every subcommand is a thin layer over the public API.
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod info;
 mod out;
 mod verify;
@@ -24,6 +25,9 @@ enum Command {
     /// Check every kernel × storage type × size on every backend present
     /// against the f64 reference; exits non-zero on any failure.
     Verify(verify::Args),
+    /// Time every kernel × storage type × size against a plain copy of the
+    /// same bytes and the unfused (PyTorch-eager) way.
+    Bench(bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +35,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Some(Command::Info(args)) => info::run(&args),
         Some(Command::Verify(args)) => verify::run(&args),
+        Some(Command::Bench(args)) => bench::run(&args),
         None => main_job(),
     };
     match result {
@@ -42,9 +47,12 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// `info`, then `verify` over the backends found.
+/// `info`, then `verify` over the backends found, then a bench summary.
 fn main_job() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
     info::run(&info::Args { json: false })?;
     out::print("\n");
-    verify::run(&verify::Args::default())
+    let verified = verify::run(&verify::Args::default())?;
+    out::print("\n");
+    bench::summary()?;
+    Ok(verified)
 }
