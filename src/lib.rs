@@ -42,3 +42,8 @@ pub use rng::{Domain, NoiseKey};
 pub use rows::{LossCoeffs, LossRow, NoiseCoeffs, NoiseRow, StepCoeffs, StepRow};
 pub use schedule::{Schedule, ScheduleAt};
 pub use tensor::{DType, Element, HostData, HostTensor, Shape, Tensor, View, ViewMut};
+
+/// The README's code samples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -8,8 +8,24 @@
 //!    guidance, the unconditional output);
 //! 2. launches one fused [`Engine::step`] reading the state, the output(s)
 //!    and, where the row asks, the history; it writes the next state (and
-//!    `x̂` as history when the stage says so), with Philox noise keyed by the
-//!    caller's seed, the stage index as stream, and the stage's domain.
+//!    the row's `x̂` output as history when the stage says so), with the
+//!    stage's noise.
+//!
+//! # Noise
+//!
+//! A stage *draws noise* when it has a noise domain and one of its rows has
+//! a non-zero noise coefficient (so DDPM's last step to `σ = 0` draws none).
+//! Where that noise comes from is the run's [`RunNoise`]:
+//!
+//! * [`RunNoise::Philox`] (the default, what [`Driver::run`] uses): generated
+//!   in the kernel, Philox key `(seed, stream = stage index, stage's domain)`
+//!   for the caller's sample ids (DESIGN §6), so a sample's noise does not
+//!   depend on its batch;
+//! * [`RunNoise::Supplied`]: the caller fills a `[B, D]` tensor for each
+//!   stage that draws noise ([`NoiseCall`]), e.g. noise recorded from
+//!   diffusers (`variance_noise`) or k-diffusion (`noise_sampler`), which are
+//!   likewise asked only for steps that add noise. The kernel then reads that
+//!   buffer instead of generating.
 //!
 //! States and histories ping-pong between two device tensors each, so no
 //! launch reads what it writes and nothing returns to the host inside the
@@ -45,7 +61,7 @@ use crate::backend::{Engine, Noise, NoiseOp, RowTable, SampleIds, StepOp};
 use crate::error::{Error, Result};
 use crate::rng::{Domain, NoiseKey};
 use crate::rows::{HISTORY, MODEL, MODEL_UNCOND, NoiseRow, STATE, StepRow};
-use crate::sampler::{Plan, Sampler};
+use crate::sampler::{Plan, PlanStage, Sampler};
 use crate::tensor::{DType, HostTensor, Shape, Tensor};
 
 /// The Philox stream of the prior sample drawn by [`prior_sample`]
@@ -73,6 +89,54 @@ pub struct ModelCall<'a> {
     pub output: &'a mut Tensor,
     /// Under guidance, fill with the unconditional output; `None` otherwise.
     pub uncond: Option<&'a mut Tensor>,
+}
+
+/// The noise of one stage, asked of the caller under [`RunNoise::Supplied`].
+#[derive(Debug)]
+pub struct NoiseCall<'a> {
+    /// Index of the stage in the run (also its Philox stream).
+    pub index: usize,
+    /// The sampler step the stage belongs to.
+    pub step: usize,
+    /// The stage within its step.
+    pub stage: usize,
+    /// The stage's noise domain ([`Domain::SAMPLER_STEP`] or
+    /// [`Domain::LANGEVIN`]).
+    pub domain: Domain,
+    /// Fill with standard normal noise `ξ`, `[B, D]`: write into it, or
+    /// replace it with a tensor of the same shape and dtype on the same
+    /// engine (its initial contents are unspecified).
+    pub noise: &'a mut Tensor,
+}
+
+/// Where the noise of a run's stochastic stages comes from (see the module
+/// docs).
+pub enum RunNoise<'a> {
+    /// Philox in the kernel (the default): stage `i` draws with key
+    /// `(seed, stream i, the stage's domain)` for the sample ids `ids`.
+    Philox {
+        /// The seed.
+        seed: u64,
+        /// The sample id of each batch slot.
+        ids: SampleIds<'a>,
+    },
+    /// The caller's noise: called once for each stage that draws noise, in
+    /// order, after that stage's model call; the kernel reads the filled
+    /// tensor. An error it returns ends the run unchanged.
+    Supplied(&'a mut dyn FnMut(NoiseCall<'_>) -> Result<()>),
+}
+
+impl std::fmt::Debug for RunNoise<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunNoise::Philox { seed, ids } => f
+                .debug_struct("Philox")
+                .field("seed", seed)
+                .field("ids", ids)
+                .finish(),
+            RunNoise::Supplied(_) => f.write_str("Supplied(..)"),
+        }
+    }
 }
 
 /// Runs a [`Plan`] on an [`Engine`]; the row table is uploaded once, in
@@ -112,6 +176,48 @@ impl<'e> Driver<'e> {
         initial: &Tensor,
         seed: u64,
         ids: SampleIds<'_>,
+        model: F,
+    ) -> Result<Tensor>
+    where
+        F: FnMut(ModelCall<'_>) -> Result<()>,
+    {
+        self.run_with(initial, RunNoise::Philox { seed, ids }, model)
+    }
+
+    /// As [`Driver::run`], with the noise from `source`: Philox, or the
+    /// caller's tensors (recorded noise, another generator).
+    ///
+    /// ```
+    /// use gaussflow::sampler::{Ddim, DdimOptions, Sampler, Steps};
+    /// use gaussflow::sampling::{Driver, RunNoise};
+    /// use gaussflow::{DType, Engine, HostTensor, Prediction, Shape, schedule::Flow};
+    ///
+    /// let engine = Engine::cpu();
+    /// let shape = Shape::new(2, 3);
+    /// let steps = Steps::from_grid(&[1.0, 0.5, 0.0])?;
+    /// let ddpm = Ddim::new(Flow, Prediction::X, steps, DdimOptions::ddpm())?;
+    /// let driver = Driver::new(&engine, ddpm.plan()?)?;
+    /// let z1 = engine.upload(&HostTensor::from_f32(shape, &[1.0; 6], DType::F32)?)?;
+    /// let mut asked = vec![];
+    /// let mut recorded = |call: gaussflow::sampling::NoiseCall<'_>| {
+    ///     asked.push(call.index);
+    ///     *call.noise = engine.upload(&HostTensor::from_f32(shape, &[0.5; 6], DType::F32)?)?;
+    ///     Ok(())
+    /// };
+    /// let x0 = driver.run_with(&z1, RunNoise::Supplied(&mut recorded), |call| {
+    ///     // x-prediction of a model that always says 0.
+    ///     *call.output = engine.upload(&HostTensor::from_f32(shape, &[0.0; 6], DType::F32)?)?;
+    ///     Ok(())
+    /// })?;
+    /// // The step to t = 0 adds no noise, so only stage 0 asked for some.
+    /// assert_eq!(asked, vec![0]);
+    /// assert_eq!(engine.download(&x0.view())?.to_f32_vec(), vec![0.0; 6]);
+    /// # Ok::<(), gaussflow::Error>(())
+    /// ```
+    pub fn run_with<F>(
+        &self,
+        initial: &Tensor,
+        mut source: RunNoise<'_>,
         mut model: F,
     ) -> Result<Tensor>
     where
@@ -143,6 +249,8 @@ impl<'e> Driver<'e> {
         } else {
             (None, None)
         };
+        // The caller's noise tensor, allocated at the first stage that draws noise.
+        let mut noise_buf: Option<Tensor> = None;
         let mut times = vec![0.0; shape.batch];
         for (i, st) in self.plan.stages().iter().enumerate() {
             let state: &Tensor = if i == 0 { initial } else { &cur };
@@ -170,14 +278,33 @@ impl<'e> Driver<'e> {
             if reads[HISTORY] {
                 inputs[HISTORY] = hist_read.as_ref().map(|h| h.view());
             }
-            let noise = st.noise.map(|domain| Noise::Philox {
-                key: NoiseKey {
-                    seed,
-                    stream: st.stream,
-                    domain,
-                },
-                ids,
-            });
+            let noise = match (st.noise.filter(|_| draws_noise(st)), &mut source) {
+                (None, _) => None,
+                (Some(domain), RunNoise::Philox { seed, ids }) => Some(Noise::Philox {
+                    key: NoiseKey {
+                        seed: *seed,
+                        stream: st.stream,
+                        domain,
+                    },
+                    ids: *ids,
+                }),
+                (Some(domain), RunNoise::Supplied(fill)) => {
+                    if noise_buf.is_none() {
+                        noise_buf = Some(engine.alloc(shape, dtype)?);
+                    }
+                    if let Some(buf) = noise_buf.as_mut() {
+                        fill(NoiseCall {
+                            index: i,
+                            step: st.step,
+                            stage: st.stage,
+                            domain,
+                            noise: buf,
+                        })?;
+                    }
+                    // The engine checks the caller's tensor (shape, dtype, engine).
+                    noise_buf.as_ref().map(|b| Noise::Buffer(b.view()))
+                }
+            };
             let x_hat = if st.writes_history {
                 hist_write.as_mut().map(|h| h.view_mut())
             } else {
@@ -197,6 +324,12 @@ impl<'e> Driver<'e> {
         }
         Ok(cur)
     }
+}
+
+/// Whether a stage draws noise: a noise domain and a non-zero noise
+/// coefficient in one of its rows.
+fn draws_noise(st: &PlanStage) -> bool {
+    st.noise.is_some() && st.rows.iter().any(|r| r.noise != 0.0)
 }
 
 /// Plans and runs `sampler` in one call (see [`Driver::run`]).

@@ -457,6 +457,35 @@ impl<'a> View<'a> {
         })
     }
 
+    /// Views `B · D` elements of `dtype` in a caller's `wgpu::Buffer`, from
+    /// byte `offset`, without a copy (wgpu backend). The buffer must come
+    /// from the engine's device (see [`Engine::as_wgpu`](crate::Engine::as_wgpu)),
+    /// have `STORAGE` usage (and `COPY_SRC` to be downloaded); the offset must
+    /// be a multiple of the element size and the range, rounded out to
+    /// 32-bit words, inside the buffer.
+    pub fn wgpu(buffer: &'a wgpu::Buffer, offset: u64, shape: Shape, dtype: DType) -> Result<Self> {
+        Ok(View {
+            shape,
+            data: ViewData::Wgpu(crate::backend::wgpu::WgpuRef::new(
+                buffer, offset, shape, dtype,
+            )?),
+        })
+    }
+
+    /// Views a caller's CUDA device memory as `[B, D]` (CUDA backend), with
+    /// no copy; its length must be `B · D`. The engine's launches are ordered
+    /// after the work on the view's stream and before later work on it.
+    pub fn cuda<T: crate::backend::cuda::CudaElement>(
+        data: cudarc::driver::CudaView<'a, T>,
+        shape: Shape,
+    ) -> Result<Self> {
+        check_len(shape, data.len())?;
+        Ok(View {
+            shape,
+            data: ViewData::Cuda(T::wrap_ref(data)),
+        })
+    }
+
     /// Shape.
     pub fn shape(&self) -> Shape {
         self.shape
@@ -496,6 +525,30 @@ impl<'a> ViewMut<'a> {
         })
     }
 
+    /// A writable view of a caller's `wgpu::Buffer`, without a copy; the
+    /// same rules as [`View::wgpu`].
+    pub fn wgpu(buffer: &'a wgpu::Buffer, offset: u64, shape: Shape, dtype: DType) -> Result<Self> {
+        Ok(ViewMut {
+            shape,
+            data: ViewMutData::Wgpu(crate::backend::wgpu::WgpuRef::new(
+                buffer, offset, shape, dtype,
+            )?),
+        })
+    }
+
+    /// Views a caller's mutable CUDA device memory as `[B, D]` (CUDA
+    /// backend), with no copy; its length must be `B · D`.
+    pub fn cuda<T: crate::backend::cuda::CudaElement>(
+        data: cudarc::driver::CudaViewMut<'a, T>,
+        shape: Shape,
+    ) -> Result<Self> {
+        check_len(shape, data.len())?;
+        Ok(ViewMut {
+            shape,
+            data: ViewMutData::Cuda(T::wrap_mut(data)),
+        })
+    }
+
     /// Shape.
     pub fn shape(&self) -> Shape {
         self.shape
@@ -532,7 +585,7 @@ pub struct Tensor {
 
 /// Backing memory of a [`Tensor`].
 #[derive(Debug)]
-#[allow(dead_code)] // Wgpu, Cuda: constructed once those backends are built
+#[allow(dead_code)] // Wgpu: constructed once that backend is built
 pub(crate) enum Storage {
     Host(HostData),
     Wgpu(crate::backend::wgpu::WgpuBuffer),
@@ -560,6 +613,15 @@ impl Tensor {
             Storage::Host(_) => BackendKind::Cpu,
             Storage::Wgpu(_) => BackendKind::Wgpu,
             Storage::Cuda(_) => BackendKind::Cuda,
+        }
+    }
+
+    /// The wgpu buffer holding the elements from byte 0, if the tensor lives
+    /// on the wgpu backend (for a caller's own shaders or copies).
+    pub fn wgpu_buffer(&self) -> Option<&wgpu::Buffer> {
+        match &self.storage {
+            Storage::Wgpu(b) => Some(b.buffer()),
+            _ => None,
         }
     }
 

@@ -583,3 +583,101 @@ fn driver_errors() {
     });
     assert!(matches!(r, Err(gaussflow::Error::InvalidArgument { .. })));
 }
+
+/// Supplied noise (`RunNoise::Supplied`): the caller's tensors replace the
+/// kernel's Philox draws stage by stage. Handing in exactly the Philox noise
+/// of each stage reproduces the Philox run bit for bit; the callback is asked
+/// only for stages that draw noise (not DDPM's last step to σ = 0), in order,
+/// with the stage's domain; its errors and a wrong tensor come back as errors.
+#[test]
+fn supplied_noise_replaces_philox() {
+    use gaussflow::sampling::{NoiseCall, RunNoise};
+    let engine = Engine::cpu();
+    let sch = VpCosine;
+    let pred = Prediction::V;
+    let grid = uniform_grid(1.0, 0.0, 6);
+    let sampler = Ddim::new(
+        sch,
+        pred,
+        Steps::from_grid(&grid).unwrap(),
+        DdimOptions::ddpm(),
+    )
+    .unwrap();
+    let driver = Driver::new(&engine, sampler.plan().unwrap()).unwrap();
+    let ids = [4u32, 9, 1];
+    let (z, _) = start(&engine, 1.0, &ids);
+    let model = |t: f64, z: &[f64]| gauss_model(&sch, pred, 0.1, 0.6, t, z);
+    let philox = driver
+        .run(&z, SEED, SampleIds::Explicit(&ids), |c| {
+            fill(&engine, c, &model, None)
+        })
+        .unwrap();
+    let mut asked = vec![];
+    let mut same = |call: NoiseCall<'_>| {
+        asked.push((call.index, call.step, call.stage, call.domain));
+        let key = NoiseKey::new(SEED, call.domain).with_stream(call.index as u32);
+        let v: Vec<f64> = ids
+            .iter()
+            .flat_map(|&id| reference::philox_noise(key, id, D))
+            .collect();
+        *call.noise = upload(&engine, &v);
+        Ok(())
+    };
+    let supplied = driver
+        .run_with(&z, RunNoise::Supplied(&mut same), |c| {
+            fill(&engine, c, &model, None)
+        })
+        .unwrap();
+    assert_eq!(host(&engine, &philox), host(&engine, &supplied));
+    let want: Vec<_> = (0..5).map(|i| (i, i, 0, Domain::SAMPLER_STEP)).collect();
+    assert_eq!(
+        asked, want,
+        "stages 0…4 draw noise, the step to σ = 0 does not"
+    );
+
+    // Other noise gives another result (the buffer is really read).
+    let mut zeros = |call: NoiseCall<'_>| {
+        *call.noise = upload(&engine, &[0.0; B * D]);
+        Ok(())
+    };
+    let quiet = driver
+        .run_with(&z, RunNoise::Supplied(&mut zeros), |c| {
+            fill(&engine, c, &model, None)
+        })
+        .unwrap();
+    assert_ne!(host(&engine, &philox), host(&engine, &quiet));
+
+    // Errors: the callback's own, and a tensor of the wrong shape.
+    let mut failing = |_call: NoiseCall<'_>| Err(gaussflow::Error::invalid("noise", "boom"));
+    let r = driver.run_with(&z, RunNoise::Supplied(&mut failing), |c| {
+        fill(&engine, c, &model, None)
+    });
+    assert!(
+        matches!(r, Err(gaussflow::Error::InvalidArgument { .. })),
+        "{r:?}"
+    );
+    let mut short = |call: NoiseCall<'_>| {
+        *call.noise = upload(&engine, &[0.0; D]);
+        Ok(())
+    };
+    let r = driver.run_with(&z, RunNoise::Supplied(&mut short), |c| {
+        fill(&engine, c, &model, None)
+    });
+    assert!(matches!(r, Err(gaussflow::Error::Shape { .. })), "{r:?}");
+
+    // A deterministic plan never asks.
+    let ddim = Ddim::new(
+        sch,
+        pred,
+        Steps::from_grid(&grid).unwrap(),
+        DdimOptions::ddim(),
+    )
+    .unwrap();
+    let mut never = |_call: NoiseCall<'_>| -> gaussflow::Result<()> { panic!("asked for noise") };
+    Driver::new(&engine, ddim.plan().unwrap())
+        .unwrap()
+        .run_with(&z, RunNoise::Supplied(&mut never), |c| {
+            fill(&engine, c, &model, None)
+        })
+        .unwrap();
+}

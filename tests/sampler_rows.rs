@@ -1,6 +1,8 @@
 //! Coefficient rows (f64, `StepCoeffs::apply`) against the literal f64
-//! reference, for every sampler family × prediction type × closed-form
-//! schedule, random times and random inputs, with and without guidance.
+//! reference, for every sampler family × prediction type × schedule (the
+//! closed forms, discrete schedules of every beta recipe with and without
+//! zero terminal SNR, scaled, shifted, and one from an SDE), random times
+//! and random inputs, with and without guidance.
 //!
 //! # Tolerance
 //!
@@ -27,7 +29,10 @@ use gaussflow::sampler::{
     ClipSample, DdimOptions, ddim_row, dpmpp_2m_row, euler_maruyama_row, flow_euler_row, guided,
     heun_corrector_row, heun_predictor_row, langevin_row, pf_ode_euler_row,
 };
-use gaussflow::schedule::{Flow, Ve, VpCosine, VpLinear};
+use gaussflow::schedule::{
+    BetaSchedule, DiscreteConfig, Flow, FromSde, Scaled, Shifted, Ve, VpCosine, VpLinear,
+    ZeroSnrTerminal,
+};
 use gaussflow::{Error, Prediction, Schedule, StepCoeffs};
 
 const TOL: f64 = 1e-12;
@@ -67,12 +72,44 @@ impl Rng {
     }
 }
 
+fn discrete(beta: BetaSchedule, zero_snr: bool, terminal: ZeroSnrTerminal) -> Box<dyn Schedule> {
+    Box::new(
+        DiscreteConfig::new(beta)
+            .zero_snr(zero_snr)
+            .terminal(terminal)
+            .build()
+            .unwrap(),
+    )
+}
+
 fn schedules() -> Vec<Box<dyn Schedule>> {
+    // VP linear-β as an SDE: f = −β/2, g = √β, β(t) = 0.1 + 19.9 t.
+    let from_sde = FromSde::new(
+        |t| -0.5 * (0.1 + 19.9 * t),
+        |t: f64| (0.1 + 19.9 * t).sqrt(),
+    )
+    .unwrap();
     vec![
         Box::new(Flow),
         Box::new(VpCosine),
         Box::new(VpLinear::default()),
         Box::new(Ve::default()),
+        discrete(BetaSchedule::linear(), false, ZeroSnrTerminal::Exact),
+        discrete(BetaSchedule::scaled_linear(), false, ZeroSnrTerminal::Exact),
+        discrete(
+            BetaSchedule::squaredcos_cap_v2(),
+            false,
+            ZeroSnrTerminal::Exact,
+        ),
+        discrete(BetaSchedule::scaled_linear(), true, ZeroSnrTerminal::Exact),
+        discrete(
+            BetaSchedule::scaled_linear(),
+            true,
+            ZeroSnrTerminal::EulerClamp,
+        ),
+        Box::new(Scaled::new(VpCosine, 0.7).unwrap()),
+        Box::new(Shifted::new(Flow, 3.0).unwrap()),
+        Box::new(from_sde),
     ]
 }
 
@@ -215,7 +252,7 @@ fn check(sch: &dyn Schedule, pred: Prediction, fam: Family, t: f64, s: f64, c: &
             )
         }
         Family::Heun => {
-            // Stage 1 on (z, p), then stage 2 on (z′, p₂, x̂_t) with p₂ = p_u
+            // Stage 1 on (z, p), then stage 2 on (z′, p₂, ε̂_t) with p₂ = p_u
             // reused as the second model output (guided: p₂ from (p, p_u)
             // swapped, so the two calls differ).
             let r1 = wrap(heun_predictor_row(sch, pred, t, s));
@@ -229,10 +266,11 @@ fn check(sch: &dyn Schedule, pred: Prediction, fam: Family, t: f64, s: f64, c: &
                         "{label} Heun stage 1: row {z1} vs reference {}",
                         ref1.z[0]
                     );
+                    // Stage 1's history output is ε̂_t (not x̂_t).
                     assert!(
-                        (xh1 - ref1.x_hat[0]).abs() <= TOL * b1,
-                        "{label} Heun stage 1 x̂: row {xh1} vs reference {}",
-                        ref1.x_hat[0]
+                        (xh1 - ref1.eps_hat[0]).abs() <= TOL * b1,
+                        "{label} Heun stage 1 history ε̂: row {xh1} vs reference {}",
+                        ref1.eps_hat[0]
                     );
                     if sch.sigma(s) == 0.0 {
                         return true;
@@ -321,6 +359,7 @@ fn run_all(scale: Option<f64>, seed: u64) {
     let mut ran = 0usize;
     let mut total = 0usize;
     for sch in schedules() {
+        let (mut sch_ran, mut sch_total) = (0usize, 0usize);
         for pred in Prediction::ALL {
             for fam in FAMILIES
                 .iter()
@@ -346,11 +385,19 @@ fn run_all(scale: Option<f64>, seed: u64) {
                     if matches!(fam, Family::Dpmpp(true)) && t >= 1.0 {
                         continue; // no earlier time to take history from
                     }
-                    total += 1;
-                    ran += check(&*sch, pred, fam, t, s, &c) as usize;
+                    sch_total += 1;
+                    sch_ran += check(&*sch, pred, fam, t, s, &c) as usize;
                 }
             }
         }
+        // Each schedule must be exercised, not refused on both sides.
+        assert!(
+            sch_ran * 10 >= sch_total * 7,
+            "{}: only {sch_ran} of {sch_total} cases ran",
+            sch.name()
+        );
+        ran += sch_ran;
+        total += sch_total;
     }
     // Most cases must be invertible and finite, or the test proves little.
     assert!(

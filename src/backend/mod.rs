@@ -186,9 +186,7 @@ impl Engine {
     /// The wgpu backend on the best adapter, software adapters (lavapipe,
     /// llvmpipe) included: asking for wgpu explicitly allows them.
     pub fn wgpu() -> Result<Engine> {
-        Self::with_wgpu(wgpu::WgpuOptions {
-            allow_software: true,
-        })
+        Self::with_wgpu(wgpu::WgpuOptions::any_adapter())
     }
 
     /// The wgpu backend with explicit options.
@@ -204,6 +202,30 @@ impl Engine {
         })
     }
 
+    /// An engine on a wgpu backend set up by the caller, e.g. with
+    /// [`WgpuBackend::from_device`](wgpu::WgpuBackend::from_device) on the
+    /// device its own framework uses.
+    pub fn from_wgpu(backend: wgpu::WgpuBackend) -> Engine {
+        let attempts = vec![Attempt {
+            backend: BackendKind::Wgpu,
+            outcome: Ok(backend.describe()),
+        }];
+        Engine {
+            backend: Backend::Wgpu(backend),
+            attempts,
+        }
+    }
+
+    /// The wgpu backend, if this engine runs one: its device and queue (to
+    /// create buffers the kernels can take without a copy) and its
+    /// timestamp timing.
+    pub fn as_wgpu(&self) -> Option<&wgpu::WgpuBackend> {
+        match &self.backend {
+            Backend::Wgpu(b) => Some(b),
+            _ => None,
+        }
+    }
+
     /// The CUDA backend on device `ordinal`.
     pub fn cuda(ordinal: usize) -> Result<Engine> {
         let b = cuda::CudaBackend::new(ordinal)?;
@@ -215,6 +237,46 @@ impl Engine {
             backend: Backend::Cuda(b),
             attempts,
         })
+    }
+
+    /// The CUDA backend on a caller's stream (and its context), so the
+    /// caller's own launches on that stream (a model call, say) and the
+    /// engine's are ordered with no events or copies.
+    pub fn cuda_on(stream: std::sync::Arc<cudarc::driver::CudaStream>) -> Result<Engine> {
+        let b = cuda::CudaBackend::on_stream(stream)?;
+        let attempts = vec![Attempt {
+            backend: BackendKind::Cuda,
+            outcome: Ok(b.describe()),
+        }];
+        Ok(Engine {
+            backend: Backend::Cuda(b),
+            attempts,
+        })
+    }
+
+    /// The stream a CUDA engine launches on (`None` for other backends).
+    pub fn cuda_stream(&self) -> Option<&std::sync::Arc<cudarc::driver::CudaStream>> {
+        match &self.backend {
+            Backend::Cuda(b) => Some(b.stream()),
+            _ => None,
+        }
+    }
+
+    /// Captures every launch `f` makes on this CUDA engine into a CUDA graph
+    /// instead of running it (for launch-bound latent sizes: one graph
+    /// launch replays a whole sampler step, guidance, update and noise).
+    /// Work the caller puts on [`Engine::cuda_stream`] inside `f` is
+    /// captured too. Rows must be shared or in a [`RowTable`], sample ids an
+    /// offset, and a loss must have run once at its size before.
+    pub fn cuda_graph(&self, f: impl FnOnce(&Engine) -> Result<()>) -> Result<cuda::CudaGraphStep> {
+        match &self.backend {
+            Backend::Cuda(b) => b.capture(|| f(self)),
+            _ => Err(Error::Unsupported {
+                backend: self.kind(),
+                what: "CUDA graph capture".into(),
+                reason: "only the CUDA backend records graphs".into(),
+            }),
+        }
     }
 
     /// An explicitly chosen backend (wgpu may then use a software adapter).
@@ -251,9 +313,7 @@ impl Engine {
                 outcome: Err(e.to_string()),
             }),
         }
-        match wgpu::WgpuBackend::new(wgpu::WgpuOptions {
-            allow_software: false,
-        }) {
+        match wgpu::WgpuBackend::new(wgpu::WgpuOptions::hardware()) {
             Ok(b) => {
                 attempts.push(Attempt {
                     backend: BackendKind::Wgpu,

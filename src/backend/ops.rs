@@ -85,7 +85,7 @@ pub struct RowTable<R: Row> {
 
 /// Where a [`RowTable`]'s rows live on the device.
 #[derive(Debug)]
-#[allow(dead_code)] // Wgpu, Cuda: constructed once those backends are built
+#[allow(dead_code)] // Wgpu: constructed once that backend is built
 pub(crate) enum RowDevice {
     Host,
     Wgpu(super::wgpu::WgpuRows),

@@ -9,10 +9,17 @@
 //! stage 2 (model at (z′, s)):   z_s = z′ + ½ (σ_s − α_s σ_t/α_t) (ε̂′ − ε̂_t)    (trapezoid)
 //! ```
 //!
-//! Stage 1 writes `x̂_t` as history; stage 2 recovers `ε̂_t = (z′ − α_s x̂_t)/σ_s`
-//! from its state and that history. A step to `σ_s = 0` is the single stage
-//! `z_s = α_s x̂_t` (no second call), as in k-diffusion. Heun on the ODE in `z`
-//! itself is a different method and does not match the libraries.
+//! Stage 1 writes `ε̂_t` as history (its row's `x̂` output holds `ε̂_t`'s
+//! coefficients, unclamped), and stage 2 reads it directly. Recovering it in
+//! stage 2 as `(z′ − α_s x̂_t)/σ_s` from a stored `x̂_t` would cancel: the
+//! error of the stored `z′` and `x̂_t` (one rounding each in f16/bf16) is
+//! multiplied by `½K/σ_s ≈ ½(ρ_t/ρ_s − 1)`, about 7 on the last steps of a
+//! Karras grid (`ρ_t/ρ_s ≈ 15`), while a stored `ε̂_t` carries one rounding
+//! of a quantity of size ~1.
+//!
+//! A step to `σ_s = 0` is the single stage `z_s = α_s x̂_t` (no second call),
+//! as in k-diffusion. Heun on the ODE in `z` itself is a different method and
+//! does not match the libraries.
 
 use super::{DdimOptions, Sampler, Stage, Steps, ddim_row, finish, step_ends};
 use crate::error::{Error, Result};
@@ -21,26 +28,34 @@ use crate::rows::{HISTORY, MODEL, STATE, StepCoeffs};
 use crate::schedule::Schedule;
 
 /// Stage 1 of a Heun step from `t` to `s < t`: the DDIM (`η = 0`) predictor
-/// `z′ = α_s x̂_t + σ_s ε̂_t`, whose `x̂` output is `x̂_t` (write it as
-/// history for [`heun_corrector_row`]).
+/// `z′ = α_s x̂_t + σ_s ε̂_t`, whose `x̂` output is **`ε̂_t`** (the row's
+/// `x_hat` coefficients are `ε̂`'s, no clamp): write it as history for
+/// [`heun_corrector_row`].
 pub fn heun_predictor_row<S: Schedule + ?Sized>(
     schedule: &S,
     prediction: Prediction,
     t: f64,
     s: f64,
 ) -> Result<StepCoeffs> {
-    ddim_row(schedule, prediction, t, s, &DdimOptions::ddim())
+    let mut c = ddim_row(schedule, prediction, t, s, &DdimOptions::ddim())?;
+    let inv = prediction.inverse(&schedule.at(t)?)?;
+    c.x_hat = [0.0; 4];
+    c.x_hat[STATE] = inv.eps_hat[0];
+    c.x_hat[MODEL] = inv.eps_hat[1];
+    finish(
+        || format!("Heun predictor row ({prediction}, t = {t}, s = {s})"),
+        c,
+    )
 }
 
 /// Stage 2 of a Heun step from `t` to `s < t`, given the model output `p′`
-/// at `(z′, s)` and the history `x̂_t`:
+/// at `(z′, s)` and the history `ε̂_t` written by [`heun_predictor_row`]:
 ///
 /// ```text
-/// z_s = z′ + ½ K (ε̂′ − ε̂_t),   K = σ_s − α_s σ_t/α_t,
-/// ε̂′ from (z′, p′) at s,       ε̂_t = (z′ − α_s x̂_t)/σ_s
+/// z_s = z′ + ½ K (ε̂′ − ε̂_t),   K = σ_s − α_s σ_t/α_t,   ε̂′ from (z′, p′) at s
 /// ```
 ///
-/// Reads [`STATE`] (`z′`), [`MODEL`] (`p′`) and [`HISTORY`] (`x̂_t`); its `x̂`
+/// Reads [`STATE`] (`z′`), [`MODEL`] (`p′`) and [`HISTORY`] (`ε̂_t`); its `x̂`
 /// output is `x̂′` at `s`. Needs `σ_s > 0` (a step to `σ_s = 0` has no second
 /// stage) and `α_t > 0` (`ρ_t` finite).
 pub fn heun_corrector_row<S: Schedule + ?Sized>(
@@ -64,10 +79,10 @@ pub fn heun_corrector_row<S: Schedule + ?Sized>(
     let mut c = StepCoeffs::default();
     c.x_hat[STATE] = inv.x_hat[0];
     c.x_hat[MODEL] = inv.x_hat[1];
-    // z′ + ½K (b₀ z′ + b₁ p′ − z′/σ_s + (α_s/σ_s) x̂_t)
-    c.out[STATE] = 1.0 + half_k * (inv.eps_hat[0] - 1.0 / at_s.sigma);
+    // z′ + ½K (b₀ z′ + b₁ p′ − ε̂_t)
+    c.out[STATE] = 1.0 + half_k * inv.eps_hat[0];
     c.out[MODEL] = half_k * inv.eps_hat[1];
-    c.out[HISTORY] = half_k * at_s.alpha / at_s.sigma;
+    c.out[HISTORY] = -half_k;
     finish(
         || format!("Heun corrector row ({prediction}, t = {t}, s = {s})"),
         c,
@@ -75,7 +90,8 @@ pub fn heun_corrector_row<S: Schedule + ?Sized>(
 }
 
 /// Heun over a list of steps: two stages per step (model at `t`, then at
-/// `s`), one on a step to `σ_s = 0`. Deterministic.
+/// `s`; the first writes `ε̂_t` as history), one on a step to `σ_s = 0`.
+/// Deterministic.
 #[derive(Debug, Clone)]
 pub struct Heun<S> {
     schedule: S,
@@ -109,11 +125,11 @@ impl<S: Schedule> Sampler for Heun<S> {
     }
     fn stages(&self, step: usize) -> Result<Vec<Stage>> {
         let (t, s) = self.steps.get(step)?;
-        let predictor = heun_predictor_row(&self.schedule, self.prediction, t, s)?;
         if self.schedule.sigma(s) == 0.0 {
+            // z_s = α_s x̂_t, no history: the plain DDIM row (x̂ output).
             return Ok(vec![Stage {
                 t,
-                coeffs: predictor,
+                coeffs: ddim_row(&self.schedule, self.prediction, t, s, &DdimOptions::ddim())?,
                 writes_history: false,
                 noise: None,
             }]);
@@ -121,7 +137,7 @@ impl<S: Schedule> Sampler for Heun<S> {
         Ok(vec![
             Stage {
                 t,
-                coeffs: predictor,
+                coeffs: heun_predictor_row(&self.schedule, self.prediction, t, s)?,
                 writes_history: true,
                 noise: None,
             },

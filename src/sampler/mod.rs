@@ -77,8 +77,9 @@ use crate::schedule::{Schedule, ScheduleAt};
 /// The launch reads the state (slot [`STATE`]), the model output ([`MODEL`];
 /// and [`MODEL_UNCOND`](crate::rows::MODEL_UNCOND) under guidance), and, where
 /// the row has non-zero coefficients for it, the history slot [`HISTORY`](crate::rows::HISTORY)
-/// (the `x̂` written by the last stage that wrote history). Its output becomes
-/// the new state.
+/// (the `x̂` output of the last stage that wrote history: `x̂` for
+/// DPM-Solver++, `ε̂_t` for Heun's predictor). Its output becomes the new
+/// state.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stage {
     /// Diffusion time at which the model is evaluated on the current state.

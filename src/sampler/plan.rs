@@ -217,7 +217,8 @@ impl Plan {
 ///
 /// where `x̂_k` is the data prediction made at stage `k` (the row's `x̂`) and
 /// `ξ_k` that stage's noise. This is how much each model prediction weighs
-/// in the sample (the seed post's churn figure).
+/// in the sample (the seed post's churn figure). (A Heun predictor stage's
+/// `x̂` output is `ε̂_t`, so its weight is that of `ε̂_t`.)
 #[derive(Debug, Clone, PartialEq)]
 pub struct Composition {
     /// Weight of the starting state.

@@ -45,6 +45,14 @@ impl Schedule for Flow {
         // 2 (−1/(1−t) − 1/t) = −2 / (t (1 − t))
         -2.0 / (t * (1.0 - t))
     }
+    /// `f = −1/(1 − t)`.
+    fn sde_f(&self, t: f64) -> f64 {
+        -1.0 / (1.0 - t)
+    }
+    /// `g² = 2t + 2t²/(1 − t) = 2t/(1 − t)`.
+    fn sde_g2(&self, t: f64) -> f64 {
+        2.0 * t / (1.0 - t)
+    }
     fn t_from_log_snr(&self, lambda: f64) -> Result<f64> {
         check_lambda(&self.name(), lambda, f64::NEG_INFINITY, f64::INFINITY)?;
         Ok(1.0 / (1.0 + (0.5 * lambda).exp()))
@@ -76,6 +84,14 @@ impl Schedule for VpCosine {
     fn d_log_snr(&self, t: f64) -> f64 {
         // −2 (π/2) (σ/α + α/σ) = −π / (α σ)
         -std::f64::consts::PI / (self.alpha(t) * self.sigma(t))
+    }
+    /// `f = −(π/2) tan(πt/2) = −(π/2) σ/α`.
+    fn sde_f(&self, t: f64) -> f64 {
+        -FRAC_PI_2 * self.sigma(t) / self.alpha(t)
+    }
+    /// `g² = πσα + πσ³/α = π σ/α = π tan(πt/2)`.
+    fn sde_g2(&self, t: f64) -> f64 {
+        std::f64::consts::PI * self.sigma(t) / self.alpha(t)
     }
     fn t_from_log_snr(&self, lambda: f64) -> Result<f64> {
         check_lambda(&self.name(), lambda, f64::NEG_INFINITY, f64::INFINITY)?;
@@ -155,6 +171,14 @@ impl Schedule for VpLinear {
         // dλ/dL = −e^L/(e^L − 1), dL/dt = β(t)
         let l = self.neg_log_alpha2(t);
         -self.beta(t) / (-(-l).exp_m1())
+    }
+    /// `f = −½ β(t)`.
+    fn sde_f(&self, t: f64) -> f64 {
+        -0.5 * self.beta(t)
+    }
+    /// `g² = β(t)` (σσ′ = −αα′ = ½βα², so 2σσ′ + βσ² = β(α² + σ²)).
+    fn sde_g2(&self, t: f64) -> f64 {
+        self.beta(t)
     }
     fn t_from_log_snr(&self, lambda: f64) -> Result<f64> {
         check_lambda(&self.name(), lambda, self.log_snr(1.0), f64::INFINITY)?;
@@ -237,6 +261,15 @@ impl Schedule for Ve {
     }
     fn d_log_snr(&self, _t: f64) -> f64 {
         -2.0 * self.log_ratio()
+    }
+    /// `f = 0`.
+    fn sde_f(&self, _t: f64) -> f64 {
+        0.0
+    }
+    /// `g² = 2σσ′ = 2σ² ln(σ_max/σ_min)`.
+    fn sde_g2(&self, t: f64) -> f64 {
+        let s = self.sigma(t);
+        2.0 * s * s * self.log_ratio()
     }
     fn t_from_log_snr(&self, lambda: f64) -> Result<f64> {
         check_lambda(&self.name(), lambda, self.log_snr(1.0), self.log_snr(0.0))?;

@@ -10,8 +10,19 @@
 
 use crate::error::{Error, Result, check_time};
 
+pub mod compat;
 mod continuous;
+mod discrete;
+mod from_sde;
+pub mod quad;
+mod transform;
 pub use continuous::{Flow, Ve, VpCosine, VpLinear};
+pub use discrete::{
+    BetaSchedule, Discrete, DiscreteConfig, EULER_TERMINAL_ALPHA_CUMPROD, Precision,
+    ZeroSnrTerminal,
+};
+pub use from_sde::{FromFlow, FromSde, ScalarFn};
+pub use transform::{Scaled, Shifted, shift_time, shift_time_derivative, unshift_time};
 
 /// A noise schedule `t ↦ (α_t, σ_t)`.
 ///
@@ -45,6 +56,35 @@ pub trait Schedule: Send + Sync + std::fmt::Debug {
     /// `[λ(1), λ(0)]` or not a number.
     fn t_from_log_snr(&self, lambda: f64) -> Result<f64> {
         invert_log_snr(self, lambda)
+    }
+
+    /// SDE drift coefficient `f_t = α′/α` (DESIGN §5).
+    fn sde_f(&self, t: f64) -> f64 {
+        self.d_alpha(t) / self.alpha(t)
+    }
+
+    /// SDE diffusion coefficient squared,
+    /// `g_t² = 2σσ′ − 2(α′/α)σ² = 2ασ (σ/α)′` (DESIGN §5).
+    fn sde_g2(&self, t: f64) -> f64 {
+        let (a, s) = (self.alpha(t), self.sigma(t));
+        2.0 * s * self.d_sigma(t) - 2.0 * (self.d_alpha(t) / a) * s * s
+    }
+
+    /// `ρ = σ/α` (k-diffusion's σ).
+    fn rho(&self, t: f64) -> f64 {
+        self.sigma(t) / self.alpha(t)
+    }
+
+    /// The time at which `σ/α = rho`, through `λ = −2 ln ρ`
+    /// (`rho = 0` is `λ = +∞`, clean data).
+    fn t_from_rho(&self, rho: f64) -> Result<f64> {
+        if rho.is_nan() || rho < 0.0 {
+            return Err(Error::invalid(
+                "σ/α",
+                format!("{rho} is not a non-negative number"),
+            ));
+        }
+        self.t_from_log_snr(-2.0 * rho.ln())
     }
 
     /// Every schedule quantity at `t`, after checking `t ∈ [0, 1]` and that
@@ -144,3 +184,26 @@ pub fn invert_log_snr<S: Schedule + ?Sized>(schedule: &S, lambda: f64) -> Result
     }
     Ok(0.5 * (a + b))
 }
+
+/// Forwards every method, so wrappers (`Arc<dyn Schedule>`, `Box<…>`, `&S`)
+/// keep the closed forms a schedule overrides.
+macro_rules! forward_schedule {
+    ($($ty:ty),*) => {$(
+        impl<S: Schedule + ?Sized> Schedule for $ty {
+            fn name(&self) -> String { (**self).name() }
+            fn alpha(&self, t: f64) -> f64 { (**self).alpha(t) }
+            fn sigma(&self, t: f64) -> f64 { (**self).sigma(t) }
+            fn d_alpha(&self, t: f64) -> f64 { (**self).d_alpha(t) }
+            fn d_sigma(&self, t: f64) -> f64 { (**self).d_sigma(t) }
+            fn log_snr(&self, t: f64) -> f64 { (**self).log_snr(t) }
+            fn d_log_snr(&self, t: f64) -> f64 { (**self).d_log_snr(t) }
+            fn t_from_log_snr(&self, lambda: f64) -> Result<f64> { (**self).t_from_log_snr(lambda) }
+            fn sde_f(&self, t: f64) -> f64 { (**self).sde_f(t) }
+            fn sde_g2(&self, t: f64) -> f64 { (**self).sde_g2(t) }
+            fn rho(&self, t: f64) -> f64 { (**self).rho(t) }
+            fn t_from_rho(&self, rho: f64) -> Result<f64> { (**self).t_from_rho(rho) }
+            fn at(&self, t: f64) -> Result<ScheduleAt> { (**self).at(t) }
+        }
+    )*};
+}
+forward_schedule!(&S, Box<S>, std::sync::Arc<S>);

@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Generate kernels/*.ptx from kernels/*.cu with the pinned NVRTC (the one script).
+
+    python3 scripts/gen_ptx.py          # (re)write kernels/*.ptx
+    python3 scripts/gen_ptx.py --check  # regenerate in memory, fail unless identical
+
+NVRTC comes from the PyPI wheel `nvidia-cuda-nvrtc-cu12==12.9.86` (found through
+the installed `nvidia` package, or NVRTC_LIB=/path/to/libnvrtc.so.12). Headers
+are handed to NVRTC by name from kernels/, so no include path is involved and
+the recorded hash covers every byte that went in.
+
+Each PTX starts with a comment block recording the NVRTC version, the options,
+the PTX ISA it declares, the source files and `sources-sha256`, the hash of
+all of them (recipe in `source_hash`, mirrored by tests/cuda_ptx.rs).
+
+PTX ISA: NVRTC 12.9 writes `.version 8.8`, which drivers older than CUDA 12.9
+refuse to load. The kernels need nothing newer than ISA 7.4 (the
+`.L1::no_allocate` load qualifier), so the script declares 7.4; ptxas checks
+every feature against the declared version (scripts/check_ptx.py), so a
+construct that needs a newer ISA fails CI instead of failing on a user's driver.
+"""
+
+import ctypes
+import hashlib
+import importlib.util
+import os
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KERNELS = ROOT / "kernels"
+SOURCES = ["noise.cu", "step.cu", "loss.cu"]
+NVRTC_VERSION = (12, 9)
+ARCH = "compute_70"
+OPTIONS = [
+    f"--gpu-architecture={ARCH}",
+    # Only the fmaf() written in the source fuse: the per-element arithmetic
+    # must match the CPU kernel and the host harness bit for bit.
+    "--fmad=false",
+    "--std=c++17",
+]
+PTX_ISA = "7.4"
+
+
+def nvrtc_lib():
+    path = os.environ.get("NVRTC_LIB")
+    if not path:
+        spec = importlib.util.find_spec("nvidia.cuda_nvrtc")
+        if spec is None or not spec.submodule_search_locations:
+            sys.exit("NVRTC not found: pip install nvidia-cuda-nvrtc-cu12==12.9.86 (or set NVRTC_LIB)")
+        path = str(Path(list(spec.submodule_search_locations)[0]) / "lib" / "libnvrtc.so.12")
+    lib = ctypes.CDLL(path)
+    major, minor = ctypes.c_int(), ctypes.c_int()
+    lib.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor))
+    if (major.value, minor.value) != NVRTC_VERSION:
+        sys.exit(f"NVRTC {major.value}.{minor.value} found at {path}; the PTX is pinned to "
+                 f"{NVRTC_VERSION[0]}.{NVRTC_VERSION[1]} (nvidia-cuda-nvrtc-cu12==12.9.86)")
+    return lib
+
+
+def includes(name, seen=None):
+    """`name` and every header it includes with #include "…", depth first, once each."""
+    seen = [] if seen is None else seen
+    if name in seen:
+        return seen
+    seen.append(name)
+    for inc in re.findall(r'^\s*#\s*include\s+"([^"]+)"', (KERNELS / name).read_text(), re.M):
+        includes(inc, seen)
+    return seen
+
+
+def source_hash(files, options, isa, nvrtc):
+    """sha256 over a version tag, the NVRTC version, the options, the ISA and each file."""
+    h = hashlib.sha256()
+    h.update(b"gaussflow-ptx-v1\n")
+    h.update(f"nvrtc {nvrtc}\n".encode())
+    h.update(f"options {options}\n".encode())
+    h.update(f"ptx-isa {isa}\n".encode())
+    for f in files:
+        data = (KERNELS / f).read_bytes()
+        h.update(f"file {f} {len(data)}\n".encode())
+        h.update(data)
+    return h.hexdigest()
+
+
+def compile_one(lib, name):
+    files = includes(name)
+    headers = files[1:]
+    src = (KERNELS / name).read_bytes()
+    prog = ctypes.c_void_p()
+    hdr_src = (ctypes.c_char_p * len(headers))(*[(KERNELS / h).read_bytes() for h in headers])
+    hdr_names = (ctypes.c_char_p * len(headers))(*[h.encode() for h in headers])
+    rc = lib.nvrtcCreateProgram(ctypes.byref(prog), src, name.encode(), len(headers), hdr_src, hdr_names)
+    if rc != 0:
+        sys.exit(f"nvrtcCreateProgram({name}) failed: {rc}")
+    opts = (ctypes.c_char_p * len(OPTIONS))(*[o.encode() for o in OPTIONS])
+    rc = lib.nvrtcCompileProgram(prog, len(OPTIONS), opts)
+    size = ctypes.c_size_t()
+    lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetProgramLog(prog, log)
+    log = log.value.decode()
+    # compute_70 is deprecated (not removed) in CUDA 12.9: expected, see kernels/README.md.
+    noise = [l for l in log.splitlines() if l.strip() and "are deprecated" not in l]
+    if rc != 0 or noise:
+        sys.exit(f"NVRTC {name}: rc {rc}\n{log}")
+    lib.nvrtcGetPTXSize(prog, ctypes.byref(size))
+    buf = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetPTX(prog, buf)
+    lib.nvrtcDestroyProgram(ctypes.byref(prog))
+    ptx = buf.value.decode()
+
+    declared = re.search(r"^\.version (\d+\.\d+)$", ptx, re.M)
+    if not declared:
+        sys.exit(f"{name}: no .version directive in NVRTC output")
+    ptx = ptx.replace(declared.group(0), f".version {PTX_ISA}", 1)
+    nvrtc = f"{NVRTC_VERSION[0]}.{NVRTC_VERSION[1]}"
+    opts_s = " ".join(OPTIONS)
+    head = "\n".join([
+        f"// Generated by scripts/gen_ptx.py from kernels/{name}: do not edit.",
+        f"// nvrtc: {nvrtc}",
+        f"// options: {opts_s}",
+        f"// ptx-isa: {PTX_ISA} (NVRTC wrote {declared.group(1)}; ptxas checks every feature against {PTX_ISA})",
+        f"// sources: {' '.join(files)}",
+        f"// sources-sha256: {source_hash(files, opts_s, PTX_ISA, nvrtc)}",
+    ])
+    return head + "\n" + ptx
+
+
+def main():
+    check = "--check" in sys.argv[1:]
+    lib = nvrtc_lib()
+    stale = []
+    for name in SOURCES:
+        out = KERNELS / (Path(name).stem + ".ptx")
+        ptx = compile_one(lib, name)
+        if check:
+            if not out.exists() or out.read_text() != ptx:
+                stale.append(out.name)
+            # NVRTC must be deterministic for the comparison to mean anything.
+            if compile_one(lib, name) != ptx:
+                sys.exit(f"NVRTC output for {name} differs between two runs")
+        else:
+            out.write_text(ptx)
+            print(f"wrote {out.relative_to(ROOT)} ({len(ptx)} bytes)")
+    if check:
+        if stale:
+            sys.exit("stale PTX (run python3 scripts/gen_ptx.py): " + ", ".join(stale))
+        print(f"PTX fresh: {', '.join(Path(s).stem + '.ptx' for s in SOURCES)} match a regeneration")
+
+
+if __name__ == "__main__":
+    main()

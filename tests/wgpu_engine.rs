@@ -1,0 +1,620 @@
+//! The wgpu engine API: caller-owned buffers at awkward offsets (no copy),
+//! in-place steps, aliasing and argument errors, device row tables, errors
+//! from wgpu surfacing as `Error`s, adapter choice, f16 gating, timing.
+
+mod wgpu_common;
+
+use gaussflow::backend::wgpu::{WgpuBackend, WgpuOptions};
+use gaussflow::rows::{NO_CLIP, NoiseRow, StepRow};
+use gaussflow::{
+    BackendKind, DType, Domain, Engine, Error, HostData, HostTensor, LossOp, Noise, NoiseKey,
+    NoiseOp, Rows, SampleIds, Shape, StepOp, Target, View, ViewMut,
+};
+
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / (1 << 24) as f32
+                * 4.0
+                - 2.0
+        })
+        .collect()
+}
+
+fn philox() -> Noise<'static> {
+    Noise::Philox {
+        key: NoiseKey::new(99, Domain::FORWARD),
+        ids: SampleIds::Offset(0),
+    }
+}
+
+/// Host bytes of `t`.
+fn bytes_of(t: &HostTensor) -> Vec<u8> {
+    match t.data() {
+        HostData::F32(v) => bytemuck::cast_slice(v).to_vec(),
+        HostData::F16(v) => bytemuck::cast_slice(v).to_vec(),
+        HostData::BF16(v) => bytemuck::cast_slice(v).to_vec(),
+    }
+}
+
+fn read_buffer(engine: &Engine, buffer: &wgpu::Buffer) -> Vec<u8> {
+    let w = engine.as_wgpu().unwrap();
+    let staging = w.device().create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: buffer.size(),
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let mut enc = w.device().create_command_encoder(&Default::default());
+    enc.copy_buffer_to_buffer(buffer, 0, &staging, 0, buffer.size());
+    w.queue().submit([enc.finish()]);
+    staging.map_async(wgpu::MapMode::Read, .., |r| r.unwrap());
+    w.device()
+        .poll(wgpu::PollType::wait_indefinitely())
+        .unwrap();
+    let out = staging.get_mapped_range(..).unwrap().to_vec();
+    staging.unmap();
+    out
+}
+
+/// One caller buffer holding x, z and target back to back at odd element
+/// offsets: the kernels write exactly their elements (bytes around and
+/// between them keep their sentinel), and the results equal the CPU's.
+#[test]
+fn caller_buffers_at_odd_offsets_are_used_in_place() {
+    let Some(engine) = wgpu_common::engine() else {
+        return;
+    };
+    let cpu = Engine::cpu();
+    let w = engine.as_wgpu().unwrap();
+    for dtype in DType::ALL {
+        if !engine.supports(dtype) {
+            continue;
+        }
+        for (batch, dim) in [(1usize, 1usize), (3, 7), (2, 1023)] {
+            let shape = Shape::new(batch, dim);
+            let n = batch * dim;
+            let size = dtype.size();
+            let x = HostTensor::from_f32(shape, &values(n, 1), dtype).unwrap();
+            let rows: Vec<NoiseRow> = (0..batch)
+                .map(|b| NoiseRow {
+                    a: 0.5 + b as f32,
+                    b: -1.25,
+                    c: 2.0,
+                    d: 0.75,
+                })
+                .collect();
+            // Element offsets: x at 3, z at 3 + n + 5, target right after z
+            // plus 2 (same word parity as z, as bf16 requires).
+            let x_at = 3 * size as u64;
+            let z_at = x_at + (n as u64 + 5) * size as u64;
+            let t_at = z_at + (n as u64 + 2 + n as u64 % 2) * size as u64;
+            let end = t_at + (n as u64 + 3) * size as u64;
+            let total = end.div_ceil(4) * 4 + 8;
+            let mut init = vec![0xA5u8; total as usize];
+            let xb = bytes_of(&x);
+            init[x_at as usize..x_at as usize + xb.len()].copy_from_slice(&xb);
+            let buffer = wgpu::util::DeviceExt::create_buffer_init(
+                w.device(),
+                &wgpu::util::BufferInitDescriptor {
+                    label: Some("caller"),
+                    contents: &init,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                },
+            );
+            engine
+                .noise(NoiseOp {
+                    x: View::wgpu(&buffer, x_at, shape, dtype).unwrap(),
+                    rows: Rows::Host(&rows),
+                    noise: philox(),
+                    z: ViewMut::wgpu(&buffer, z_at, shape, dtype).unwrap(),
+                    target: Some(ViewMut::wgpu(&buffer, t_at, shape, dtype).unwrap()),
+                })
+                .unwrap();
+            let (mut z, mut t) = (
+                HostTensor::nan(shape, dtype).unwrap(),
+                HostTensor::nan(shape, dtype).unwrap(),
+            );
+            cpu.noise(NoiseOp {
+                x: x.view(),
+                rows: Rows::Host(&rows),
+                noise: philox(),
+                z: z.view_mut(),
+                target: Some(t.view_mut()),
+            })
+            .unwrap();
+            let got = read_buffer(&engine, &buffer);
+            let tol = if dtype == DType::F32 {
+                2e-6
+            } else {
+                dtype.epsilon()
+            };
+            for (name, at, want) in [("z", z_at, &z), ("target", t_at, &t)] {
+                let span = at as usize..at as usize + n * size;
+                let g = engine
+                    .download(&View::wgpu(&buffer, at, shape, dtype).unwrap())
+                    .unwrap();
+                assert_eq!(
+                    bytes_of(&g),
+                    got[span].to_vec(),
+                    "{name}: download of a view"
+                );
+                for (i, (a, b)) in g.to_f64_vec().iter().zip(want.to_f64_vec()).enumerate() {
+                    assert!(
+                        (a - b).abs() <= tol * b.abs().max(1.0),
+                        "{dtype} {shape} {name}[{i}]: {a} vs {b}"
+                    );
+                }
+            }
+            // Everything that is not z or target is untouched.
+            let mut expect = init.clone();
+            expect[z_at as usize..z_at as usize + n * size]
+                .copy_from_slice(&got[z_at as usize..z_at as usize + n * size]);
+            expect[t_at as usize..t_at as usize + n * size]
+                .copy_from_slice(&got[t_at as usize..t_at as usize + n * size]);
+            assert_eq!(
+                got, expect,
+                "{dtype} {shape}: bytes outside the outputs changed"
+            );
+        }
+    }
+}
+
+/// A step may write its output over its state (the usual sampler update).
+#[test]
+fn in_place_step_equals_the_out_of_place_one() {
+    let Some(engine) = wgpu_common::engine() else {
+        return;
+    };
+    for dtype in DType::ALL {
+        if !engine.supports(dtype) {
+            continue;
+        }
+        let shape = Shape::new(3, 1001);
+        let z = HostTensor::from_f32(shape, &values(3003, 7), dtype).unwrap();
+        let m = HostTensor::from_f32(shape, &values(3003, 8), dtype).unwrap();
+        let rows = [StepRow {
+            x_hat: [0.3, -0.7, 0.0, 0.0],
+            out: [0.9, 0.2, 0.0, 0.0],
+            out_x_hat: 0.0,
+            noise: 0.1,
+            clip: NO_CLIP,
+            pad: 0.0,
+        }];
+        let dm = engine.upload(&m).unwrap();
+        let mut state = engine.upload(&z).unwrap();
+        let src = engine.upload(&z).unwrap();
+        let mut out = engine.alloc(shape, dtype).unwrap();
+        engine
+            .step(StepOp {
+                inputs: [Some(src.view()), Some(dm.view()), None, None],
+                rows: Rows::Host(&rows),
+                noise: Some(philox()),
+                out: out.view_mut(),
+                x_hat: None,
+            })
+            .unwrap();
+        let buf = state.wgpu_buffer().unwrap().clone();
+        engine
+            .step(StepOp {
+                inputs: [
+                    Some(View::wgpu(&buf, 0, shape, dtype).unwrap()),
+                    Some(dm.view()),
+                    None,
+                    None,
+                ],
+                rows: Rows::Host(&rows),
+                noise: Some(philox()),
+                out: state.view_mut(),
+                x_hat: None,
+            })
+            .unwrap();
+        assert_eq!(
+            engine.download(&state.view()).unwrap(),
+            engine.download(&out.view()).unwrap(),
+            "{dtype}"
+        );
+    }
+}
+
+fn storage_buffer(engine: &Engine, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    engine
+        .as_wgpu()
+        .unwrap()
+        .device()
+        .create_buffer(&wgpu::BufferDescriptor {
+            label: Some("test"),
+            size,
+            usage,
+            mapped_at_creation: false,
+        })
+}
+
+#[test]
+fn bad_views_and_aliasing_are_errors() {
+    let Some(engine) = wgpu_common::engine() else {
+        return;
+    };
+    let rw = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+    let buf = storage_buffer(&engine, 256, rw);
+    let s = Shape::new(2, 5);
+    // Offset not a multiple of the element size; range past the end
+    // (rounded to words); no STORAGE usage.
+    assert!(matches!(
+        View::wgpu(&buf, 2, s, DType::F32),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        View::wgpu(&buf, 1, s, DType::BF16),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        View::wgpu(&buf, 236, s, DType::F32),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        View::wgpu(&buf, 238, s, DType::BF16),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(View::wgpu(&buf, 232, s, DType::BF16).is_ok());
+    let copy_only = storage_buffer(&engine, 256, wgpu::BufferUsages::COPY_SRC);
+    assert!(matches!(
+        View::wgpu(&copy_only, 0, s, DType::F32),
+        Err(Error::InvalidArgument { .. })
+    ));
+    // Download needs COPY_SRC.
+    let storage_only = storage_buffer(&engine, 256, wgpu::BufferUsages::STORAGE);
+    assert!(matches!(
+        engine.download(&View::wgpu(&storage_only, 0, s, DType::F32).unwrap()),
+        Err(Error::Unsupported { .. })
+    ));
+    let rows = [NoiseRow {
+        a: 1.0,
+        b: 1.0,
+        c: 1.0,
+        d: 1.0,
+    }];
+    let noise = |x: View<'_>, z: ViewMut<'_>, t: Option<ViewMut<'_>>| {
+        engine.noise(NoiseOp {
+            x,
+            rows: Rows::Host(&rows),
+            noise: philox(),
+            z,
+            target: t,
+        })
+    };
+    // z and target overlapping, or sharing a bf16 word.
+    let e = noise(
+        View::wgpu(&buf, 0, s, DType::F32).unwrap(),
+        ViewMut::wgpu(&buf, 64, s, DType::F32).unwrap(),
+        Some(ViewMut::wgpu(&buf, 80, s, DType::F32).unwrap()),
+    );
+    assert!(matches!(e, Err(Error::InvalidArgument { .. })), "{e:?}");
+    let e = noise(
+        View::wgpu(&buf, 0, s, DType::BF16).unwrap(),
+        ViewMut::wgpu(&buf, 64, s, DType::BF16).unwrap(),
+        Some(ViewMut::wgpu(&buf, 82, s, DType::BF16).unwrap()),
+    );
+    assert!(matches!(e, Err(Error::InvalidArgument { .. })), "{e:?}");
+    // bf16 outputs at different positions within a word.
+    let e = noise(
+        View::wgpu(&buf, 0, s, DType::BF16).unwrap(),
+        ViewMut::wgpu(&buf, 64, s, DType::BF16).unwrap(),
+        Some(ViewMut::wgpu(&buf, 130, s, DType::BF16).unwrap()),
+    );
+    assert!(matches!(e, Err(Error::Unsupported { .. })), "{e:?}");
+    // An output overlapping an input without coinciding.
+    let e = noise(
+        View::wgpu(&buf, 0, s, DType::F32).unwrap(),
+        ViewMut::wgpu(&buf, 8, s, DType::F32).unwrap(),
+        None,
+    );
+    assert!(matches!(e, Err(Error::InvalidArgument { .. })), "{e:?}");
+    // The loss gradient over its prediction.
+    let lrows = [gaussflow::LossRow {
+        weight: 1.0,
+        c: 0.0,
+        d: 0.0,
+        pad: 0.0,
+    }];
+    let mut loss = engine.alloc(Shape::new(2, 1), DType::F32).unwrap();
+    let e = engine.loss(LossOp {
+        pred: View::wgpu(&buf, 0, s, DType::F32).unwrap(),
+        target: Target::Read(View::wgpu(&buf, 64, s, DType::F32).unwrap()),
+        rows: Rows::Host(&lrows),
+        loss: loss.view_mut(),
+        grad: Some(ViewMut::wgpu(&buf, 0, s, DType::F32).unwrap()),
+    });
+    assert!(matches!(e, Err(Error::InvalidArgument { .. })), "{e:?}");
+}
+
+/// Rows uploaded once and read by index give the same results as the same
+/// rows passed from the host, at any start in the table.
+#[test]
+fn device_row_tables_equal_host_rows() {
+    let Some(engine) = wgpu_common::engine() else {
+        return;
+    };
+    let shape = Shape::new(3, 513);
+    let table: Vec<StepRow> = (0..10)
+        .map(|i| StepRow {
+            x_hat: [0.1 * i as f32, 0.5, 0.0, 0.0],
+            out: [1.0 - 0.05 * i as f32, -0.3 * i as f32, 0.0, 0.0],
+            out_x_hat: 0.0,
+            noise: 0.01 * i as f32,
+            clip: NO_CLIP,
+            pad: 0.0,
+        })
+        .collect();
+    let dev = engine.upload_rows(&table).unwrap();
+    assert_eq!(dev.backend(), BackendKind::Wgpu);
+    let z = engine
+        .upload(&HostTensor::from_f32(shape, &values(1539, 3), DType::F32).unwrap())
+        .unwrap();
+    let m = engine
+        .upload(&HostTensor::from_f32(shape, &values(1539, 4), DType::F32).unwrap())
+        .unwrap();
+    let run = |rows: Rows<'_, StepRow>| {
+        let mut out = engine.alloc(shape, DType::F32).unwrap();
+        let mut xh = engine.alloc(shape, DType::F32).unwrap();
+        engine
+            .step(StepOp {
+                inputs: [Some(z.view()), Some(m.view()), None, None],
+                rows,
+                noise: Some(philox()),
+                out: out.view_mut(),
+                x_hat: Some(xh.view_mut()),
+            })
+            .unwrap();
+        (
+            engine.download(&out.view()).unwrap(),
+            engine.download(&xh.view()).unwrap(),
+        )
+    };
+    for start in [0usize, 1, 5, 7] {
+        assert_eq!(
+            run(dev.rows(start, 3).unwrap()),
+            run(Rows::Host(&table[start..start + 3])),
+            "rows {start}.."
+        );
+        assert_eq!(
+            run(dev.row(start).unwrap()),
+            run(Rows::Host(&table[start..start + 1])),
+            "row {start}"
+        );
+    }
+}
+
+/// A caller's buffer still mapped when a kernel uses it is a validation
+/// error inside wgpu: it comes back as `Error::Device` (no panic), and the
+/// engine keeps working.
+#[test]
+fn wgpu_validation_errors_are_errors_not_panics() {
+    let Some(engine) = wgpu_common::engine() else {
+        return;
+    };
+    let s = Shape::new(1, 16);
+    let mapped = engine
+        .as_wgpu()
+        .unwrap()
+        .device()
+        .create_buffer(&wgpu::BufferDescriptor {
+            label: Some("still mapped"),
+            size: 64,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: true,
+        });
+    let mut z = engine.alloc(s, DType::F32).unwrap();
+    let rows = [NoiseRow {
+        a: 1.0,
+        b: 1.0,
+        c: 0.0,
+        d: 0.0,
+    }];
+    let e = engine.noise(NoiseOp {
+        x: View::wgpu(&mapped, 0, s, DType::F32).unwrap(),
+        rows: Rows::Host(&rows),
+        noise: philox(),
+        z: z.view_mut(),
+        target: None,
+    });
+    eprintln!("{e:?}");
+    assert!(
+        matches!(
+            e,
+            Err(Error::Device {
+                backend: BackendKind::Wgpu,
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    let x = engine
+        .upload(&HostTensor::from_f32(s, &values(16, 1), DType::F32).unwrap())
+        .unwrap();
+    engine
+        .noise(NoiseOp {
+            x: x.view(),
+            rows: Rows::Host(&rows),
+            noise: philox(),
+            z: z.view_mut(),
+            target: None,
+        })
+        .unwrap();
+    assert!(
+        engine
+            .download(&z.view())
+            .unwrap()
+            .to_f32_vec()
+            .iter()
+            .all(|v| v.is_finite())
+    );
+}
+
+/// On a device opened without SHADER_F16, f16 is a clear `Unsupported`.
+#[test]
+fn f16_without_shader_f16_is_unsupported() {
+    let Some(engine) = wgpu_common::engine() else {
+        return;
+    };
+    let info = engine.as_wgpu().unwrap().adapter_info().clone();
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let adapter = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+        .into_iter()
+        .find(|a| a.get_info() == info)
+        .expect("the engine's adapter");
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_limits: adapter.limits(),
+        ..Default::default()
+    }))
+    .unwrap();
+    let plain = Engine::from_wgpu(
+        WgpuBackend::from_device(device, queue, info, WgpuOptions::any_adapter()).unwrap(),
+    );
+    assert!(!plain.supports(DType::F16));
+    assert!(plain.supports(DType::F32) && plain.supports(DType::BF16));
+    assert!(
+        plain.describe().contains("no SHADER_F16"),
+        "{}",
+        plain.describe()
+    );
+    let s = Shape::new(1, 4);
+    assert!(matches!(
+        plain.alloc(s, DType::F16),
+        Err(Error::Unsupported { .. })
+    ));
+    let h = HostTensor::from_f32(s, &[1.0; 4], DType::F16).unwrap();
+    assert!(matches!(plain.upload(&h), Err(Error::Unsupported { .. })));
+    // The same device still runs f32.
+    let x = plain
+        .upload(&HostTensor::from_f32(s, &[1.0; 4], DType::F32).unwrap())
+        .unwrap();
+    let mut z = plain.alloc(s, DType::F32).unwrap();
+    let rows = [NoiseRow {
+        a: 2.0,
+        b: 0.0,
+        c: 0.0,
+        d: 0.0,
+    }];
+    plain
+        .noise(NoiseOp {
+            x: x.view(),
+            rows: Rows::Host(&rows),
+            noise: philox(),
+            z: z.view_mut(),
+            target: None,
+        })
+        .unwrap();
+    assert_eq!(
+        plain.download(&z.view()).unwrap().to_f32_vec(),
+        vec![2.0; 4]
+    );
+}
+
+#[test]
+fn auto_never_picks_a_software_adapter() {
+    match WgpuBackend::new(WgpuOptions::hardware()) {
+        Ok(b) => assert!(!b.is_software(), "{:?}", b.adapter_info()),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(matches!(e, Error::BackendUnavailable { .. }), "{msg}");
+            eprintln!("no hardware adapter: {msg}");
+        }
+    }
+    if Engine::env_choice().unwrap().is_none() {
+        let e = Engine::auto().unwrap();
+        if let Some(w) = e.as_wgpu() {
+            assert!(!w.is_software());
+        }
+        assert!(!e.attempts().is_empty());
+    }
+}
+
+#[test]
+fn describe_names_the_adapter_and_timing_works() {
+    let Some(engine) = wgpu_common::engine() else {
+        return;
+    };
+    let w = engine.as_wgpu().unwrap();
+    let info = w.adapter_info();
+    let d = engine.describe();
+    eprintln!("wgpu adapter: {d}");
+    assert!(
+        d.contains(&info.name) && d.contains(&format!("{:?}", info.backend)),
+        "{d}"
+    );
+    if w.is_software() {
+        assert!(d.contains("software"), "{d}");
+    }
+    if !w.can_time() {
+        return;
+    }
+    let s = Shape::new(4, 100_000);
+    let x = engine.alloc(s, DType::F32).unwrap();
+    let mut z = engine.alloc(s, DType::F32).unwrap();
+    let rows = [NoiseRow {
+        a: 1.0,
+        b: 1.0,
+        c: 0.0,
+        d: 0.0,
+    }];
+    let ((), t) = w
+        .time_on_device(|| {
+            engine.noise(NoiseOp {
+                x: x.view(),
+                rows: Rows::Host(&rows),
+                noise: philox(),
+                z: z.view_mut(),
+                target: None,
+            })
+        })
+        .unwrap();
+    eprintln!("noise on 400k f32 elements: {t:?} of device time");
+    assert!(t > std::time::Duration::ZERO);
+    // Regions do not nest; an error inside a region is returned.
+    let nested = w.time_on_device(|| w.time_on_device(|| Ok(())).map(|_| ()));
+    assert!(nested.is_err());
+}
+
+#[test]
+fn empty_tensors_are_fine() {
+    let Some(engine) = wgpu_common::engine() else {
+        return;
+    };
+    let s = Shape::new(0, 5);
+    let x = engine.alloc(s, DType::BF16).unwrap();
+    let mut z = engine.alloc(s, DType::BF16).unwrap();
+    let rows = [NoiseRow {
+        a: 1.0,
+        b: 1.0,
+        c: 0.0,
+        d: 0.0,
+    }];
+    engine
+        .noise(NoiseOp {
+            x: x.view(),
+            rows: Rows::Host(&rows),
+            noise: philox(),
+            z: z.view_mut(),
+            target: None,
+        })
+        .unwrap();
+    assert_eq!(engine.download(&z.view()).unwrap().shape(), s);
+    engine.synchronize().unwrap();
+}
+
+#[test]
+fn a_binding_cap_below_one_loss_block_is_refused() {
+    let e = WgpuBackend::new(WgpuOptions {
+        max_binding_bytes: Some(1024),
+        ..WgpuOptions::any_adapter()
+    });
+    match e {
+        Err(Error::InvalidArgument { .. }) => {}
+        // No adapter at all: the option is never reached.
+        Err(Error::BackendUnavailable { .. }) if !wgpu_common::wgpu_required() => {}
+        other => panic!("{:?}", other.map(|b| b.adapter_info().clone())),
+    }
+}
