@@ -20,10 +20,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use gaussflow::bench::{self, BenchOp, CopyCeiling, Workload};
 use gaussflow::{DType, Engine};
 
-fn list<T: std::str::FromStr>(var: &str, default: &[T]) -> Vec<T>
-where
-    T: Clone,
-{
+fn list<T: std::str::FromStr + Clone>(var: &str, default: &[T]) -> Vec<T> {
     match std::env::var(var) {
         Ok(s) if !s.trim().is_empty() => {
             s.split(',').filter_map(|x| x.trim().parse().ok()).collect()

@@ -389,15 +389,15 @@ fn bench_one(
         gen_combine_s,
         gen_combine_speedup: gen_combine_s.map(|g| g / median),
         normals_per_s: (normals > 0.0).then(|| normals / median),
-        us_per_step: (op.is_step() && n == SAMPLE).then(|| median * 1e6),
+        us_per_step: (op.is_step() && n == SAMPLE).then_some(median * 1e6),
     })
 }
 
 /// `64K`, `1M`, `16M` for powers of two, else the number.
 pub fn size_name(n: usize) -> String {
     match n {
-        _ if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{}M", n >> 20),
-        _ if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{}K", n >> 10),
+        _ if n >= 1 << 20 && n.is_multiple_of(1 << 20) => format!("{}M", n >> 20),
+        _ if n >= 1 << 10 && n.is_multiple_of(1 << 10) => format!("{}K", n >> 10),
         _ => n.to_string(),
     }
 }

@@ -31,7 +31,7 @@ pub const SAMPLE: usize = 65_536;
 /// `[B, D]` for `n` elements: `D` = [`SAMPLE`] when `n` is a multiple of it,
 /// else one sample of `n`.
 pub fn shape_for(n: usize) -> Shape {
-    if n >= SAMPLE && n % SAMPLE == 0 {
+    if n >= SAMPLE && n.is_multiple_of(SAMPLE) {
         Shape::new(n / SAMPLE, SAMPLE)
     } else {
         Shape::new(1, n)

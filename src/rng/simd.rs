@@ -141,14 +141,14 @@ impl<S: Simd> Gen<S> {
     /// One Philox round on every chain.
     #[inline(always)]
     fn round<const G: usize>(&self, s: S, st: &mut [[[S::U; 4]; 2]; G], k: &[S::U; 2]) {
-        for g in 0..G {
-            for h in 0..2 {
-                let c = st[g][h];
+        for chain in st.iter_mut() {
+            for half in chain.iter_mut() {
+                let c = *half;
                 let p0 = s.mul_even(c[0], self.m[0]);
                 let p1 = s.mul_even(c[2], self.m[1]);
                 let n0 = s.u_xor(s.u_xor(s.shr_64_32(p1), c[1]), k[0]);
                 let n2 = s.u_xor(s.u_xor(s.shr_64_32(p0), c[3]), k[1]);
-                st[g][h] = [n0, p1, n2, p0];
+                *half = [n0, p1, n2, p0];
             }
         }
     }
@@ -165,7 +165,7 @@ impl<S: Simd> Gen<S> {
     fn ln(&self, s: S, v: S::F) -> S::F {
         let bits = s.to_bits(v);
         let e = s.u_add(s.u_and(s.u_shr::<23>(bits), self.exp_mask), self.exp_bias);
-        let m = s.from_bits(s.u_or(s.u_and(bits, self.mant_mask), self.one_bits));
+        let m = s.bits_to_f(s.u_or(s.u_and(bits, self.mant_mask), self.one_bits));
         let big = s.gt(m, self.sqrt2);
         let m = s.select(big, s.mul(m, self.half), m);
         // e + 1 where the mask is all ones (−1).
@@ -210,8 +210,8 @@ impl<S: Simd> Gen<S> {
         let sin_sign = s.u_and(s.u_shl::<30>(qi), self.sign);
         let cos_sign = s.u_xor(sin_sign, odd);
         (
-            s.from_bits(s.u_xor(s.to_bits(sw), sin_sign)),
-            s.from_bits(s.u_xor(s.to_bits(cw), cos_sign)),
+            s.bits_to_f(s.u_xor(s.to_bits(sw), sin_sign)),
+            s.bits_to_f(s.u_xor(s.to_bits(cw), cos_sign)),
         )
     }
 

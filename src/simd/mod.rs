@@ -71,7 +71,7 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     /// The bits of each lane.
     fn to_bits(self, a: Self::F) -> Self::U;
     /// Lanes from bits.
-    fn from_bits(self, a: Self::U) -> Self::F;
+    fn bits_to_f(self, a: Self::U) -> Self::F;
     /// Each lane as an i32 converted to f32 (exact below 2²⁴).
     fn i2f(self, a: Self::U) -> Self::F;
     /// Each lane (an integer-valued f32) as an i32.

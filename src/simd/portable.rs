@@ -97,7 +97,7 @@ impl Simd for Portable {
         std::array::from_fn(|j| a[j].to_bits())
     }
     #[inline(always)]
-    fn from_bits(self, a: U) -> F {
+    fn bits_to_f(self, a: U) -> F {
         std::array::from_fn(|j| f32::from_bits(a[j]))
     }
     #[inline(always)]

@@ -111,7 +111,7 @@ impl Simd for Avx2 {
         unsafe { _mm256_castps_si256(a) }
     }
     #[inline(always)]
-    fn from_bits(self, a: U) -> F {
+    fn bits_to_f(self, a: U) -> F {
         unsafe { _mm256_castsi256_ps(a) }
     }
     #[inline(always)]
