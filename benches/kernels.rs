@@ -10,6 +10,10 @@
 //! wall clock around launches and `synchronize()` on the CPU, device
 //! timestamps where a GPU backend supplies them.
 //!
+//! Backends: the CPU, plus CUDA and a hardware wgpu adapter when present,
+//! or the one `GAUSSFLOW_BACKEND` names (`GAUSSFLOW_BACKEND=wgpu` for
+//! lavapipe); see `gaussflow::bench::default_backends`.
+//!
 //! `cargo bench --bench kernels -- 'step/ddim/f32'` filters as usual;
 //! `GAUSSFLOW_BENCH_SIZES=65536,1048576` and `GAUSSFLOW_BENCH_DTYPES=f32`
 //! narrow the matrix.
@@ -43,10 +47,10 @@ fn timed(engine: &Engine, iters: u64, mut f: impl FnMut()) -> Duration {
 fn kernels(c: &mut Criterion) {
     let sizes = list("GAUSSFLOW_BENCH_SIZES", &bench::DEFAULT_SIZES);
     let dtypes = list("GAUSSFLOW_BENCH_DTYPES", &DType::ALL);
-    let engines: Vec<Engine> = Engine::probe_all()
+    let engines: Vec<Engine> = bench::default_backends()
+        .expect("GAUSSFLOW_BACKEND")
         .into_iter()
-        .filter(|a| a.outcome.is_ok())
-        .filter_map(|a| Engine::new(a.backend).ok())
+        .filter_map(|k| Engine::new(k).ok())
         .collect();
     for engine in &engines {
         for op in BenchOp::ALL {
@@ -55,9 +59,10 @@ fn kernels(c: &mut Criterion) {
                     continue;
                 }
                 let mut g = c.benchmark_group(format!("{op}/{dtype}/{}", engine.kind()));
-                g.warm_up_time(Duration::from_millis(300))
-                    .measurement_time(Duration::from_secs(1))
-                    .sample_size(20);
+                // Short: the default run is every op × dtype × size.
+                g.warm_up_time(Duration::from_millis(100))
+                    .measurement_time(Duration::from_millis(500))
+                    .sample_size(10);
                 for &n in &sizes {
                     let mut w = Workload::new(engine, op, n, dtype).expect("workload");
                     let mut copy = CopyCeiling::new(engine, dtype, w.bytes()).expect("copy");

@@ -10,6 +10,7 @@
 //!
 //! * `scheduling_ddim.py` — `src/diffusers/schedulers/scheduling_ddim.py`
 //! * `scheduling_dpmsolver_multistep.py` — `src/diffusers/schedulers/scheduling_dpmsolver_multistep.py`
+//! * `scheduling_flow_match_euler_discrete.py` — `src/diffusers/schedulers/scheduling_flow_match_euler_discrete.py`
 //! * `pipeline_stable_diffusion.py` — `src/diffusers/pipelines/stable_diffusion/pipeline_stable_diffusion.py`
 //! * `train_text_to_image.py` — `examples/text_to_image/train_text_to_image.py`
 //!
@@ -32,6 +33,7 @@ pub(crate) fn passes(op: BenchOp) -> Option<usize> {
         BenchOp::NoisePhilox => Some(7),
         BenchOp::NoiseBuffer => Some(6),
         BenchOp::Ddim => Some(6),
+        BenchOp::FlowEuler => Some(2),
         BenchOp::Ddpm => Some(9),
         BenchOp::DpmSolver2M => Some(10),
         BenchOp::CfgDdim => Some(9),
@@ -55,6 +57,16 @@ pub(crate) fn run(w: &mut Workload<'_>) -> Result<bool> {
         }
         BenchOp::NoiseBuffer => add_noise_and_velocity(w)?,
         BenchOp::Ddim => ddim(w, IN1)?,
+        // FlowMatchEulerDiscreteScheduler.step
+        // (scheduling_flow_match_euler_discrete.py, `stochastic_sampling`
+        // off):
+        //   prev_sample = sample + dt * model_output                   (2 passes)
+        // (`sample.to(torch.float32)` and the cast back are not counted.)
+        BenchOp::FlowEuler => {
+            let dt = super::workload::S - super::workload::T;
+            w.pass(t0, &[(IN1, dt)])?;
+            w.pass(OUT0, &[(IN0, 1.0), (t0, 1.0)])?;
+        }
         // scheduling_ddim.py:456–491 (6 passes), then for η > 0:
         //   501 variance_noise = randn_tensor(...)            (pass 7)
         //   504 variance = std_dev_t * variance_noise         (pass 8)

@@ -44,9 +44,11 @@ pub enum BenchOp {
     NoisePhilox,
     /// The same with `ξ` read from a buffer.
     NoiseBuffer,
-    /// DDIM step, η = 0 (reads z, ε̂; writes z_s). Flow Euler and every
-    /// other noiseless one-model step have the same shape and cost.
+    /// DDIM step, η = 0 (reads z, ε̂; writes z_s).
     Ddim,
+    /// Flow Euler on the flow schedule, velocity prediction (reads z, v̂;
+    /// writes z_s).
+    FlowEuler,
     /// DDPM (DDIM with η = 1) with in-kernel noise.
     Ddpm,
     /// DPM-Solver++(2M) (reads z, ε̂, x̂_prev; writes z_s and x̂).
@@ -61,11 +63,12 @@ pub enum BenchOp {
 
 impl BenchOp {
     /// Every op, in table order.
-    pub const ALL: [BenchOp; 9] = [
+    pub const ALL: [BenchOp; 10] = [
         BenchOp::Randn,
         BenchOp::NoisePhilox,
         BenchOp::NoiseBuffer,
         BenchOp::Ddim,
+        BenchOp::FlowEuler,
         BenchOp::Ddpm,
         BenchOp::DpmSolver2M,
         BenchOp::CfgDdim,
@@ -80,6 +83,7 @@ impl BenchOp {
             BenchOp::NoisePhilox => "noise/philox",
             BenchOp::NoiseBuffer => "noise/buffer",
             BenchOp::Ddim => "step/ddim",
+            BenchOp::FlowEuler => "step/flow-euler",
             BenchOp::Ddpm => "step/ddpm",
             BenchOp::DpmSolver2M => "step/dpm++2m",
             BenchOp::CfgDdim => "step/cfg+ddim",
@@ -101,7 +105,11 @@ impl BenchOp {
     pub const fn is_step(self) -> bool {
         matches!(
             self,
-            BenchOp::Ddim | BenchOp::Ddpm | BenchOp::DpmSolver2M | BenchOp::CfgDdim
+            BenchOp::Ddim
+                | BenchOp::FlowEuler
+                | BenchOp::Ddpm
+                | BenchOp::DpmSolver2M
+                | BenchOp::CfgDdim
         )
     }
 
@@ -405,7 +413,7 @@ pub fn size_name(n: usize) -> String {
 /// The rows as a fixed-width text table.
 pub fn format_table(rows: &[BenchRow]) -> String {
     let mut s = format!(
-        "{:<14} {:<5} {:<5} {:>6} {:>10} {:>8} {:>8} {:>6} {:>11} {:>8} {:>9} {:>9} {:>9}\n",
+        "{:<16} {:<5} {:<5} {:>6} {:>10} {:>8} {:>8} {:>6} {:>11} {:>8} {:>9} {:>9} {:>9}\n",
         "op",
         "back",
         "dtype",
@@ -423,7 +431,7 @@ pub fn format_table(rows: &[BenchRow]) -> String {
     let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".to_string(), f);
     for r in rows {
         s += &format!(
-            "{:<14} {:<5} {:<5} {:>6} {:>10.1} {:>8.1} {:>8.1} {:>6.2} {:>11} {:>8} {:>9} {:>9} {:>9}\n",
+            "{:<16} {:<5} {:<5} {:>6} {:>10.1} {:>8.1} {:>8.1} {:>6.2} {:>11} {:>8} {:>9} {:>9} {:>9}\n",
             r.op.name(),
             r.backend.name(),
             r.dtype.name(),
@@ -451,6 +459,30 @@ pub struct BackendBench {
     pub device: std::result::Result<String, String>,
     /// The rows (empty when it did not start).
     pub rows: Vec<BenchRow>,
+}
+
+/// The backends benchmarked when none is named: the CPU always; then, if
+/// `GAUSSFLOW_BACKEND` names one, that one (a software wgpu adapter
+/// included), else CUDA when a device answers and wgpu when a hardware
+/// adapter does (a software adapter such as lavapipe only when asked for,
+/// by name or through `GAUSSFLOW_BACKEND=wgpu`: it is far slower than the
+/// CPU backend and would dominate the run).
+pub fn default_backends() -> Result<Vec<BackendKind>> {
+    let mut kinds = vec![BackendKind::Cpu];
+    match Engine::env_choice()? {
+        Some(BackendKind::Cpu) => {}
+        Some(kind) => kinds.push(kind),
+        None => {
+            if Engine::cuda(0).is_ok() {
+                kinds.push(BackendKind::Cuda);
+            }
+            let hardware = crate::backend::wgpu::WgpuOptions::hardware();
+            if crate::backend::wgpu::WgpuBackend::new(hardware).is_ok() {
+                kinds.push(BackendKind::Wgpu);
+            }
+        }
+    }
+    Ok(kinds)
 }
 
 /// Runs `cfg` on every backend in `kinds` that starts (the engine is

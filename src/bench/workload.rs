@@ -9,8 +9,8 @@ use crate::error::Result;
 use crate::param::Prediction;
 use crate::rng::{Domain, NoiseKey};
 use crate::rows::{HISTORY, LossRow, MODEL, MODEL_UNCOND, NoiseRow, STATE, StepRow};
-use crate::sampler::{DdimOptions, ddim_row, dpmpp_2m_row, guided};
-use crate::schedule::{Schedule, VpCosine};
+use crate::sampler::{DdimOptions, ddim_row, dpmpp_2m_row, flow_euler_row, guided};
+use crate::schedule::{Flow, Schedule, VpCosine};
 use crate::tensor::{DType, Shape, Tensor};
 
 use super::BenchOp;
@@ -160,6 +160,7 @@ impl<'e> Workload<'e> {
         let step_row = match op {
             BenchOp::Ddim => ddim_row(&sch, eps, T, S, &DdimOptions::ddim())?.to_row()?,
             BenchOp::Ddpm => ddim_row(&sch, eps, T, S, &DdimOptions::ddpm())?.to_row()?,
+            BenchOp::FlowEuler => flow_euler_row(&Flow, Prediction::Velocity, T, S)?.to_row()?,
             BenchOp::DpmSolver2M => dpmpp_2m_row(&sch, eps, T, S, Some(T_PREV))?.to_row()?,
             BenchOp::CfgDdim => {
                 guided(&ddim_row(&sch, eps, T, S, &DdimOptions::ddim())?, GUIDANCE)?.to_row()?
@@ -231,6 +232,15 @@ impl<'e> Workload<'e> {
         self.engine
     }
 
+    /// The op's outputs, downloaded: `[out / z / grad, x̂ / target]` (for
+    /// checks that the unfused baseline computes what the fused op does).
+    pub fn outputs(&self) -> Result<[crate::tensor::HostTensor; 2]> {
+        Ok([
+            self.engine.download(&self.t.get(OUT0).view())?,
+            self.engine.download(&self.t.get(OUT1).view())?,
+        ])
+    }
+
     /// Runs the unfused baseline once (see `src/bench/baseline.rs`);
     /// `false` if the op has none.
     pub fn unfused(&mut self) -> Result<bool> {
@@ -245,7 +255,7 @@ impl<'e> Workload<'e> {
             BenchOp::Randn => 1,
             BenchOp::NoisePhilox => 3,
             BenchOp::NoiseBuffer => 4,
-            BenchOp::Ddim | BenchOp::Ddpm => 3,
+            BenchOp::Ddim | BenchOp::FlowEuler | BenchOp::Ddpm => 3,
             BenchOp::DpmSolver2M => 5,
             BenchOp::CfgDdim => 4,
             BenchOp::LossRead | BenchOp::LossRebuild => 3,
@@ -272,9 +282,11 @@ impl<'e> Workload<'e> {
             }),
             BenchOp::NoisePhilox => self.noise_op(philox(7)),
             BenchOp::NoiseBuffer => self.noise_op_buffer(),
-            BenchOp::Ddim | BenchOp::Ddpm | BenchOp::CfgDdim | BenchOp::DpmSolver2M => {
-                self.step_op(Some(philox(7)))
-            }
+            BenchOp::Ddim
+            | BenchOp::FlowEuler
+            | BenchOp::Ddpm
+            | BenchOp::CfgDdim
+            | BenchOp::DpmSolver2M => self.step_op(Some(philox(7))),
             BenchOp::LossRead => self.loss_op(false, None),
             BenchOp::LossRebuild => self.loss_op(true, Some(philox(7))),
         }

@@ -12,8 +12,9 @@ use crate::out::outln;
 /// Options of `bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Backends to measure (repeatable). Default: every backend that starts
-    /// here.
+    /// Backends to measure (repeatable). Default: the CPU, plus CUDA and a
+    /// hardware wgpu adapter when present, or the one `GAUSSFLOW_BACKEND`
+    /// names (a software wgpu adapter only when asked for).
     #[arg(long = "backend", value_name = "cpu|wgpu|cuda")]
     pub backends: Vec<BackendKind>,
     /// Sizes in elements (comma-separated; `[n/65536, 65536]` when a
@@ -49,15 +50,12 @@ fn progress_bar(total: usize) -> (ProgressBar, impl FnMut(&Progress)) {
     })
 }
 
-fn kinds(explicit: &[BackendKind]) -> Vec<BackendKind> {
-    if !explicit.is_empty() {
-        return explicit.to_vec();
+fn kinds(explicit: &[BackendKind]) -> Result<Vec<BackendKind>, gaussflow::Error> {
+    if explicit.is_empty() {
+        bench::default_backends()
+    } else {
+        Ok(explicit.to_vec())
     }
-    Engine::probe_all()
-        .into_iter()
-        .filter(|a| a.outcome.is_ok())
-        .map(|a| a.backend)
-        .collect()
 }
 
 pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -72,7 +70,7 @@ pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if args.quick {
         cfg = cfg.quick();
     }
-    let kinds = kinds(&args.backends);
+    let kinds = kinds(&args.backends)?;
     let total = cfg.len() * kinds.len();
     let (bar, mut on_progress) = progress_bar(total);
     let mut reports = Vec::new();
