@@ -7,7 +7,8 @@
 //!   input read once, every output written once (in-kernel noise reads
 //!   nothing);
 //! * the **copy ceiling**: [`Engine::copy`] of the same number of bytes
-//!   (half read, half written), same backend, same run;
+//!   (half read, half written), same backend, timed right before and right
+//!   after the op (the better of the two);
 //! * the **unfused baseline**: the same update as the separate elementwise
 //!   passes a PyTorch-eager scheduler makes (diffusers' DDIM step, the CFG
 //!   combination, add-noise + v-target, the min-SNR-weighted MSE and its
@@ -294,29 +295,13 @@ fn measure(
     engine.time_launches(reps.clamp(cfg.min_reps, cfg.max_reps), f)
 }
 
-/// Copy ceilings measured so far, by (dtype, bytes).
-#[derive(Default)]
-struct CopyCache(Vec<((DType, u64), f64)>);
-
-impl CopyCache {
-    /// Bandwidth (GB/s) of a copy of `bytes` in total (`bytes / 2` read,
-    /// `bytes / 2` written).
-    fn gbps(
-        &mut self,
-        engine: &Engine,
-        cfg: &BenchConfig,
-        dtype: DType,
-        bytes: u64,
-    ) -> Result<f64> {
-        if let Some((_, g)) = self.0.iter().find(|(k, _)| *k == (dtype, bytes)) {
-            return Ok(*g);
-        }
-        let mut c = CopyCeiling::new(engine, dtype, bytes)?;
-        let t = measure(engine, cfg, || c.run())?;
-        let g = c.bytes() as f64 / t.median().as_secs_f64() / 1e9;
-        self.0.push(((dtype, bytes), g));
-        Ok(g)
-    }
+/// The copy ceiling of `bytes` (GB/s): a copy of the same bytes timed
+/// right before and right after the op, the better of the two medians, so
+/// that a burst of load from elsewhere during one of them does not lower
+/// the ceiling (and inflate the op's fraction of it).
+fn copy_gbps(engine: &Engine, cfg: &BenchConfig, c: &mut CopyCeiling<'_>) -> Result<f64> {
+    let t = measure(engine, cfg, || c.run())?;
+    Ok(c.bytes() as f64 / t.median().as_secs_f64() / 1e9)
 }
 
 /// Runs `cfg` on `engine`, one [`BenchRow`] per (op, dtype, size), calling
@@ -327,7 +312,6 @@ pub fn run(
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Vec<BenchRow>> {
     let mut rows = Vec::new();
-    let mut copies = CopyCache::default();
     let total = cfg.len();
     let mut done = 0;
     for &dtype in &cfg.dtypes {
@@ -340,7 +324,7 @@ pub fn run(
                     label: label.clone(),
                 });
                 if engine.supports(dtype) {
-                    rows.push(bench_one(engine, cfg, &mut copies, op, dtype, size)?);
+                    rows.push(bench_one(engine, cfg, op, dtype, size)?);
                 }
                 done += 1;
                 progress(&Progress { done, total, label });
@@ -353,15 +337,16 @@ pub fn run(
 fn bench_one(
     engine: &Engine,
     cfg: &BenchConfig,
-    copies: &mut CopyCache,
     op: BenchOp,
     dtype: DType,
     size: usize,
 ) -> Result<BenchRow> {
     let mut w = Workload::new(engine, op, size, dtype)?;
     let bytes = w.bytes();
-    let copy_gbps = copies.gbps(engine, cfg, dtype, bytes)?;
+    let mut copy = CopyCeiling::new(engine, dtype, bytes)?;
+    let before = copy_gbps(engine, cfg, &mut copy)?;
     let fused = measure(engine, cfg, || w.fused())?;
+    let copy_gbps = before.max(copy_gbps(engine, cfg, &mut copy)?);
     let unfused = match baseline::passes(op) {
         Some(_) => Some(measure(engine, cfg, || w.unfused().map(|_| ()))?),
         None => None,

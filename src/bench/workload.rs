@@ -482,11 +482,20 @@ impl<'e> CopyCeiling<'e> {
     pub fn new(engine: &'e Engine, dtype: DType, bytes: u64) -> Result<Self> {
         let elems = ((bytes / 2) as usize / dtype.size()).max(1);
         let shape = Shape::new(1, elems);
-        Ok(CopyCeiling {
-            engine,
-            src: engine.alloc(shape, dtype)?,
-            dst: engine.alloc(shape, dtype)?,
-        })
+        // Written once, so no page is a shared zero page or unmapped when
+        // timed (the fused ops' inputs are written too).
+        let mut src = engine.alloc(shape, dtype)?;
+        let mut dst = engine.alloc(shape, dtype)?;
+        for t in [&mut src, &mut dst] {
+            engine.step(StepOp {
+                inputs: [None, None, None, None],
+                rows: (&pure_noise_row()).into(),
+                noise: Some(philox(99)),
+                out: t.view_mut(),
+                x_hat: None,
+            })?;
+        }
+        Ok(CopyCeiling { engine, src, dst })
     }
 
     /// Bytes moved (read + written).

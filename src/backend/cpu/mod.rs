@@ -366,7 +366,7 @@ impl Kernels for CpuBackend {
     }
 
     fn copy(&self, src: &View<'_>, mut dst: ViewMut<'_>) -> Result<()> {
-        by_dtype!(src.dtype(), copy::run, src, &mut dst);
+        by_dtype!(src.dtype(), copy::run, self.isa, src, &mut dst);
         Ok(())
     }
 
