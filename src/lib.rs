@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod bench;
 pub mod claims;
 pub mod error;
 pub mod grid;
@@ -30,6 +31,7 @@ pub mod sampler;
 pub mod sampling;
 pub mod schedule;
 pub mod sde;
+mod simd;
 pub mod tensor;
 pub mod verify;
 pub mod weighting;

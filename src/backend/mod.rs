@@ -9,14 +9,16 @@
 pub mod cpu;
 pub mod cuda;
 mod ops;
+mod timing;
 pub(crate) mod validate;
 pub mod wgpu;
 
 pub use ops::{LossOp, Noise, NoiseOp, RowTable, Rows, SampleIds, StepOp, Target};
+pub use timing::{Clock, Timings};
 
 use crate::error::{Error, Result};
 use crate::rows::Row;
-use crate::tensor::{DType, HostTensor, Shape, Tensor, View};
+use crate::tensor::{DType, HostTensor, Shape, Tensor, View, ViewMut};
 
 /// Which backend runs the kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -98,8 +100,27 @@ pub(crate) trait Kernels {
     fn step(&self, op: StepOp<'_>) -> Result<()>;
     /// Fused weighted loss and gradient.
     fn loss(&self, op: LossOp<'_>) -> Result<()>;
+    /// A plain device copy of `src` into `dst` (same shape and dtype, both
+    /// on this device, checked by the engine): the bandwidth ceiling the
+    /// benchmarks compare the fused kernels with.
+    fn copy(&self, src: &View<'_>, dst: ViewMut<'_>) -> Result<()>;
     /// Waits for every queued launch to finish.
     fn synchronize(&self) -> Result<()>;
+    /// The timing hook of the benchmarks: runs `launch` (which queues work
+    /// on this device) `reps` times and returns how long each repetition
+    /// took. The default is the wall clock around `launch` and
+    /// [`synchronize`](Kernels::synchronize) ([`Clock::Wall`]); a GPU
+    /// backend overrides it with device timestamps ([`Clock::Device`]: CUDA
+    /// events recorded on the stream before and after each repetition, or
+    /// wgpu timestamp queries written around its passes), synchronising
+    /// once before reading them.
+    fn time_launches(
+        &self,
+        reps: usize,
+        launch: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<Timings> {
+        timing::wall_clock(reps, launch, || self.synchronize())
+    }
 }
 
 /// The backend an engine runs.
@@ -155,6 +176,21 @@ impl Engine {
             backend: Backend::Cpu(b),
             attempts,
         }
+    }
+
+    /// The CPU backend with explicit options (e.g. the portable kernels on
+    /// a processor that has AVX2); errors if the instruction set asked for
+    /// is not available.
+    pub fn cpu_with(options: cpu::CpuOptions) -> Result<Engine> {
+        let b = cpu::CpuBackend::with_options(options)?;
+        let attempts = vec![Attempt {
+            backend: BackendKind::Cpu,
+            outcome: Ok(b.describe()),
+        }];
+        Ok(Engine {
+            backend: Backend::Cpu(b),
+            attempts,
+        })
     }
 
     /// The wgpu backend on the best adapter, software adapters (lavapipe,
@@ -412,8 +448,31 @@ impl Engine {
         dispatch!(self, b => b.loss(op))
     }
 
+    /// A plain device copy of `src` into `dst` (same shape and dtype, both
+    /// on this engine's device): what the benchmarks measure as the
+    /// bandwidth ceiling.
+    pub fn copy(&self, src: &View<'_>, dst: ViewMut<'_>) -> Result<()> {
+        validate::copy(self, src, &dst)?;
+        if src.shape().is_empty() {
+            return Ok(());
+        }
+        dispatch!(self, b => b.copy(src, dst))
+    }
+
     /// Waits until every launch queued so far has finished.
     pub fn synchronize(&self) -> Result<()> {
         dispatch!(self, b => b.synchronize())
+    }
+
+    /// Runs `launch` (kernels queued on this engine) `reps` times and
+    /// returns the time of each repetition, by the device's own clock
+    /// where the backend has one, else the wall clock around `launch` and
+    /// [`synchronize`](Engine::synchronize) (see [`Timings::clock`]).
+    pub fn time_launches(
+        &self,
+        reps: usize,
+        mut launch: impl FnMut() -> Result<()>,
+    ) -> Result<Timings> {
+        dispatch!(self, b => b.time_launches(reps, &mut launch))
     }
 }

@@ -239,3 +239,11 @@ pub(crate) fn loss(engine: &Engine, op: &LossOp<'_>) -> Result<()> {
     }
     rows(engine, &op.rows, shape.batch)
 }
+
+pub(crate) fn copy(engine: &Engine, src: &View<'_>, dst: &ViewMut<'_>) -> Result<()> {
+    let (shape, dtype) = (src.shape(), src.dtype());
+    shape.len()?;
+    input(engine, "copy: src", src, shape, dtype)?;
+    dtype_supported(engine, dtype)?;
+    output(engine, "copy: dst", dst, shape, dtype)
+}

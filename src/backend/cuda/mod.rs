@@ -40,11 +40,11 @@ use half::{bf16, f16};
 
 use crate::error::{Error, Result};
 use crate::rows::Row;
-use crate::tensor::{DType, Element, HostData, HostTensor, Shape, Storage, Tensor, View};
+use crate::tensor::{DType, Element, HostData, HostTensor, Shape, Storage, Tensor, View, ViewMut};
 use crate::tensor::{ViewData, ViewMutData};
 
 use super::ops::{LossOp, Noise, NoiseOp, RowDevice, RowTable, Rows, SampleIds, StepOp, Target};
-use super::{BackendKind, Kernels};
+use super::{BackendKind, Clock, Kernels, Timings};
 use abi::{DeviceLimits, Family, Launch, NoiseSrc, RowsArg};
 
 // SAFETY: plain `#[repr(C)]` structs of integers and floats, mirrored by the
@@ -797,5 +797,69 @@ impl Kernels for CudaBackend {
         self.stream
             .synchronize()
             .map_err(|e| device_err("synchronize", e))
+    }
+
+    /// CUDA events recorded on the engine's stream before and after each
+    /// repetition, read after one synchronisation at the end (the kernels'
+    /// execution; host gaps between launches of one repetition count, as
+    /// the stream is idle then).
+    fn time_launches(
+        &self,
+        reps: usize,
+        launch: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<Timings> {
+        self.no_capture("timed launches")?;
+        let flags = Some(sys::CUevent_flags::CU_EVENT_DEFAULT);
+        let record = |what| {
+            self.stream
+                .record_event(flags)
+                .map_err(|e| device_err(what, e))
+        };
+        let mut events = Vec::with_capacity(reps);
+        for _ in 0..reps {
+            let start = record("timing event")?;
+            launch()?;
+            events.push((start, record("timing event")?));
+        }
+        self.synchronize()?;
+        let samples = events
+            .iter()
+            .map(|(a, b)| {
+                a.elapsed_ms(b)
+                    .map(|ms| std::time::Duration::from_secs_f64(ms.max(0.0) as f64 / 1e3))
+                    .map_err(|e| device_err("event timing", e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Timings {
+            samples,
+            clock: Clock::Device,
+        })
+    }
+
+    /// `cuMemcpyDtoDAsync` on the engine's stream.
+    fn copy(&self, src: &View<'_>, mut dst: ViewMut<'_>) -> Result<()> {
+        let bytes = src.shape().len()? * src.dtype().size();
+        let mut sync = Sync::new();
+        let s = sync.read(self, src)?;
+        let d = sync.write(self, &mut dst.data)?;
+        if s != d {
+            if s < d + bytes as u64 && d < s + bytes as u64 {
+                return Err(Error::invalid(
+                    "copy: src and dst",
+                    "overlap in device memory without coinciding",
+                ));
+            }
+            self.ctx
+                .bind_to_thread()
+                .map_err(|e| device_err("copy", e))?;
+            // SAFETY: both pointers are live device allocations of at least
+            // `bytes` bytes (validated views of the same shape and dtype),
+            // kept borrowed by `sync` until the copy is ordered on the stream.
+            unsafe {
+                cudarc::driver::result::memcpy_dtod_async(d, s, bytes, self.stream.cu_stream())
+            }
+            .map_err(|e| device_err("copy", e))?;
+        }
+        sync.finish(self)
     }
 }

@@ -36,6 +36,7 @@
 //! ```
 
 mod adapter;
+mod copy;
 mod launch;
 mod memory;
 mod pipelines;
@@ -47,10 +48,10 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::rows::Row;
-use crate::tensor::{DType, HostTensor, Shape, Tensor, View};
+use crate::tensor::{DType, HostTensor, Shape, Tensor, View, ViewMut};
 
 use super::ops::{LossOp, NoiseOp, RowTable, StepOp};
-use super::{BackendKind, Kernels};
+use super::{BackendKind, Clock, Kernels, Timings};
 
 pub use memory::{WgpuBuffer, WgpuRef, WgpuRows};
 
@@ -269,7 +270,32 @@ impl Kernels for WgpuBackend {
         launch::loss(self, op)
     }
 
+    fn copy(&self, src: &View<'_>, dst: ViewMut<'_>) -> Result<()> {
+        copy::copy(self, src, dst)
+    }
+
     fn synchronize(&self) -> Result<()> {
         adapter::wait(self)
+    }
+
+    /// Timestamp queries when the adapter has them (each repetition its own
+    /// region, [`time_on_device`](WgpuBackend::time_on_device)), else the
+    /// wall clock.
+    fn time_launches(
+        &self,
+        reps: usize,
+        launch: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<Timings> {
+        if !self.timestamps {
+            return super::timing::wall_clock(reps, launch, || self.synchronize());
+        }
+        let mut samples = Vec::with_capacity(reps);
+        for _ in 0..reps {
+            samples.push(self.time_on_device(&mut *launch)?.1);
+        }
+        Ok(Timings {
+            samples,
+            clock: Clock::Device,
+        })
     }
 }

@@ -1,10 +1,11 @@
 //! `gaussflow`: the command-line shell over the library.
 //!
 //! With no subcommand it runs the main job: `info`, then `verify` on every
-//! backend found. Every subcommand is a thin layer over the public API.
+//! backend found, then a short bench summary. Every subcommand is a thin layer over the public API.
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod claims;
 mod figures;
 mod info;
@@ -31,6 +32,9 @@ enum Command {
     Claims(claims::Args),
     /// Write the seed post's figures as SVG files into a directory.
     Figures(figures::Args),
+    /// Time every kernel × storage type × size against a plain copy of the
+    /// same bytes and the unfused (PyTorch-eager) way.
+    Bench(bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,6 +45,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Verify(args)) => verify::run(&args),
         Some(Command::Claims(args)) => claims::run(&args),
         Some(Command::Figures(args)) => figures::run(&args),
+        Some(Command::Bench(args)) => bench::run(&args),
         None => main_job(),
     };
     match result {
@@ -52,11 +57,14 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// `info`, then `verify` over the backends found.
+/// `info`, then `verify` over the backends found, then a bench summary.
 fn main_job() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
     info::run(&info::Args { json: false })?;
     out::print("\n");
-    verify::run(&verify::Args::default())
+    let verified = verify::run(&verify::Args::default())?;
+    out::print("\n");
+    bench::summary()?;
+    Ok(verified)
 }
 
 /// Mesa's Vulkan loader prints "error: XDG_RUNTIME_DIR is invalid or not set"

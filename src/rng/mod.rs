@@ -25,6 +25,8 @@
 /// the known-answer tests that pin it.
 pub const LAYOUT_VERSION: u32 = 1;
 
+pub(crate) mod simd;
+
 const M0: u32 = 0xD251_1F53;
 const M1: u32 = 0xCD9E_8D57;
 const W0: u32 = 0x9E37_79B9;

@@ -1,0 +1,60 @@
+//! One benchmark workload in a loop, for profilers whose counts are
+//! repeatable on a loaded machine (callgrind instruction counts, `perf
+//! stat`):
+//!
+//! ```text
+//! cargo bench --bench profile --no-run        # builds target/release/deps/profile-*
+//! valgrind --tool=callgrind target/release/deps/profile-<hash> step/ddim f32 1048576 10 fused
+//! perf stat -e instructions,cycles target/release/deps/profile-<hash> noise/philox f32 16777216 20
+//! ```
+//!
+//! Arguments: op (as `gaussflow bench` names it), dtype, elements, repetitions,
+//! and what to run: `fused` (default), `unfused`, `gen` (generate, then
+//! combine) or `copy` (the copy ceiling of the same bytes). Prints the
+//! elements processed so per-element counts can be derived. The CPU SIMD
+//! path is chosen as usual (`GAUSSFLOW_CPU_SIMD=portable` forces the other).
+
+use gaussflow::bench::{BenchOp, CopyCeiling, Workload};
+use gaussflow::{DType, Engine};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // `cargo bench` appends `--bench`.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if args.is_empty() {
+        eprintln!("usage: profile <op> <dtype> <elements> <reps> [fused|unfused|gen|copy]");
+        return Ok(());
+    }
+    let op: BenchOp = args[0].parse()?;
+    let dtype: DType = args.get(1).map_or(Ok(DType::F32), |s| s.parse())?;
+    let n: usize = args.get(2).map_or(Ok(1 << 20), |s| s.parse())?;
+    let reps: usize = args.get(3).map_or(Ok(10), |s| s.parse())?;
+    let what = args.get(4).map_or("fused", String::as_str);
+    let engine = Engine::auto()?;
+    let mut w = Workload::new(&engine, op, n, dtype)?;
+    let mut copy = CopyCeiling::new(&engine, dtype, w.bytes())?;
+    for _ in 0..reps {
+        match what {
+            "fused" => w.fused()?,
+            "unfused" => {
+                w.unfused()?;
+            }
+            "gen" => {
+                w.gen_combine()?;
+            }
+            "copy" => copy.run()?,
+            other => return Err(format!("unknown mode {other:?}").into()),
+        }
+    }
+    engine.synchronize()?;
+    println!(
+        "{} {op} {dtype} n={} reps={reps} {what}: {} element-passes, {} bytes per rep (fused minimum)",
+        engine.describe(),
+        w.n(),
+        w.n() * reps,
+        w.bytes()
+    );
+    Ok(())
+}

@@ -1,0 +1,376 @@
+//! The CPU backend: the fused kernels in Rust, vectorised eight lanes wide
+//! (AVX2 + FMA + F16C when the processor has them, a portable path
+//! otherwise, chosen at run time; see [`SimdChoice`]) on all cores (rayon).
+//!
+//! The flattened `[B·D]` element range is cut into fixed chunks of
+//! [`CHUNK`] elements processed in parallel; a chunk may span several samples,
+//! so it is walked as per-sample segments, each with its own row and Philox
+//! sample id, in tiles of [`TILE`] elements (the noise of a tile is
+//! generated into an L1-resident buffer, then combined). Nothing here
+//! depends on the thread count: every output element is a fixed function
+//! of its inputs, and the loss reduction sums fixed blocks in a fixed order.
+//!
+//! The per-element arithmetic (f32, explicit fused multiply-adds) is the
+//! canonical one the other backends mirror:
+//!
+//! ```text
+//! noise:  z = fma(b, ξ, a·x)          target = fma(d, ξ, c·x)
+//! step:   x̂ = clamp(fma(h3, in3, fma(h2, in2, fma(h1, in1, h0·in0))), −clip, clip)
+//!         out = fma(cξ, ξ, fma(cx̂, x̂, fma(o3, in3, fma(o2, in2, fma(o1, in1, o0·in0)))))
+//! loss:   δ = pred − target           grad = (2w/D) · δ
+//!         L = (w/D) · Σ_blocks Σ_lanes δ²   (see [`LOSS_BLOCK`], [`LOSS_LANES`])
+//! ```
+//!
+//! In the step, a slot a row gives no coefficient (both `x_hat[k]` and
+//! `out[k]` zero) is not read for that sample, the chain starts with the
+//! first slot read (a product) and continues in slot order (fused
+//! multiply-adds); `x̂` is computed only when it is written or `cx̂ ≠ 0`, and
+//! the noise term only when `cξ ≠ 0`. Skipping a zero term changes nothing
+//! but the sign of an exactly zero result.
+//!
+//! The SIMD and portable paths perform the same IEEE operations in the same
+//! order and give bit-identical outputs for finite inputs
+//! (`tests/cpu_simd.rs`).
+
+mod copy;
+mod loss;
+mod noise;
+mod step;
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::rng::simd::fill_normals;
+use crate::rows::Row;
+use crate::simd::{Isa, LANES, Lanes, Simd};
+use crate::tensor::{
+    DType, HostData, HostSlice, HostSliceMut, HostTensor, Shape, Storage, Tensor, View, ViewData,
+    ViewMut, ViewMutData,
+};
+use half::{bf16, f16};
+
+use super::ops::{LossOp, Noise, NoiseOp, RowDevice, RowTable, SampleIds, StepOp};
+use super::{BackendKind, Kernels};
+
+/// Elements per parallel work item (a multiple of [`TILE`]).
+pub const CHUNK: usize = 1 << 14;
+
+/// Elements per tile: the unit in which noise is generated into a small
+/// buffer and combined (a multiple of 32, one vectorised Philox group).
+pub const TILE: usize = 512;
+
+/// Elements per loss-reduction block: each block is summed in f32 over
+/// [`LOSS_LANES`] interleaved lanes (element `i` of the block into lane
+/// `i mod 8`, each lane by fused multiply-adds `δ·δ + acc`), the lanes are
+/// added as `((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))`, the blocks
+/// of a sample in f64 in order, and the sum is scaled by `w/D` once.
+pub const LOSS_BLOCK: usize = 4096;
+/// Interleaved f32 accumulators inside a loss block.
+pub const LOSS_LANES: usize = LANES;
+
+/// Which instruction set the CPU kernels use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum SimdChoice {
+    /// The best the processor has (AVX2 + FMA + F16C on x86-64, else
+    /// portable), unless `GAUSSFLOW_CPU_SIMD` names one.
+    #[default]
+    Auto,
+    /// Plain Rust on eight-lane arrays, any processor.
+    Portable,
+    /// AVX2 + FMA + F16C (an error where the processor lacks them).
+    Avx2,
+}
+
+impl std::str::FromStr for SimdChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => Ok(SimdChoice::Auto),
+            "portable" => Ok(SimdChoice::Portable),
+            "avx2" => Ok(SimdChoice::Avx2),
+            other => Err(Error::invalid(
+                SIMD_ENV,
+                format!("{other:?} is not one of auto, portable, avx2"),
+            )),
+        }
+    }
+}
+
+/// Environment variable read by [`SimdChoice::Auto`]: `portable` forces the
+/// portable path (e.g. to compare it with the SIMD one), `avx2` requires it.
+pub const SIMD_ENV: &str = "GAUSSFLOW_CPU_SIMD";
+
+/// Options of the CPU backend.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct CpuOptions {
+    /// Instruction set of the kernels.
+    pub simd: SimdChoice,
+}
+
+/// The CPU backend.
+#[derive(Debug)]
+pub struct CpuBackend {
+    threads: usize,
+    isa: Isa,
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CpuBackend {
+    /// Uses rayon's global pool (all cores unless `RAYON_NUM_THREADS` says
+    /// otherwise) and the best instruction set present (or the one
+    /// `GAUSSFLOW_CPU_SIMD` names, if it is available; an unusable value is
+    /// ignored here — [`CpuBackend::with_options`] reports it).
+    pub fn new() -> Self {
+        Self::with_options(CpuOptions::default()).unwrap_or_else(|_| CpuBackend {
+            threads: rayon::current_num_threads(),
+            isa: Isa::detect(),
+        })
+    }
+
+    /// With explicit options; errors if the instruction set asked for (or
+    /// named by `GAUSSFLOW_CPU_SIMD` under [`SimdChoice::Auto`]) is not
+    /// available on this processor or the variable's value is unknown.
+    pub fn with_options(options: CpuOptions) -> Result<Self> {
+        let choice = match options.simd {
+            SimdChoice::Auto => match std::env::var(SIMD_ENV) {
+                Ok(v) => v.parse()?,
+                Err(_) => SimdChoice::Auto,
+            },
+            c => c,
+        };
+        let isa = match choice {
+            SimdChoice::Auto => Isa::detect(),
+            SimdChoice::Portable => Isa::Portable,
+            SimdChoice::Avx2 => Isa::avx2().ok_or_else(|| Error::Unsupported {
+                backend: BackendKind::Cpu,
+                what: "AVX2 kernels".into(),
+                reason: "this processor lacks AVX2, FMA or F16C".into(),
+            })?,
+        };
+        Ok(CpuBackend {
+            threads: rayon::current_num_threads(),
+            isa,
+        })
+    }
+
+    /// The instruction set the kernels run with (`portable`, `AVX2+FMA+F16C`).
+    pub fn simd(&self) -> &'static str {
+        self.isa.name()
+    }
+}
+
+/// A pointer that may cross threads; each work item writes a disjoint range.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+/// One sample's part of a chunk: elements `e0 .. e0 + len` of sample `b`,
+/// at flat index `flat`.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    b: usize,
+    e0: usize,
+    flat: usize,
+    len: usize,
+}
+
+/// Runs `f` on every segment of every chunk of a `[B, D]` range, chunks in parallel.
+fn for_each_segment(shape: Shape, f: impl Fn(Segment) + Sync) {
+    let total = shape.batch * shape.dim;
+    let n_chunks = total.div_ceil(CHUNK);
+    let chunk = |c: usize| {
+        let (start, end) = (c * CHUNK, ((c + 1) * CHUNK).min(total));
+        let mut flat = start;
+        while flat < end {
+            let (b, e0) = (flat / shape.dim, flat % shape.dim);
+            let len = (shape.dim - e0).min(end - flat);
+            f(Segment { b, e0, flat, len });
+            flat += len;
+        }
+    };
+    if n_chunks == 1 {
+        chunk(0);
+    } else {
+        (0..n_chunks).into_par_iter().for_each(chunk);
+    }
+}
+
+/// Runs `body::<TAIL>(i, n)` over `0 .. len` in steps of [`LANES`]: whole
+/// vectors with `TAIL = false, n = 8`, then the ragged end (if any) with
+/// `TAIL = true, n < 8`. The body is written once and compiled twice.
+macro_rules! for_lanes {
+    ($len:expr, |$i:ident, $n:ident, $tail:ident| $body:block) => {{
+        let len: usize = $len;
+        let mut $i = 0usize;
+        while $i + $crate::simd::LANES <= len {
+            let $n = $crate::simd::LANES;
+            const $tail: bool = false;
+            $body
+            $i += $crate::simd::LANES;
+        }
+        if $i < len {
+            let $n = len - $i;
+            const $tail: bool = true;
+            $body
+        }
+    }};
+}
+pub(crate) use for_lanes;
+
+/// Where a kernel's noise comes from, resolved to host memory.
+enum NoiseSrc<'a, T> {
+    Philox {
+        key: crate::rng::NoiseKey,
+        ids: SampleIds<'a>,
+    },
+    Buffer(&'a [T]),
+}
+
+impl<'a, T: Lanes> NoiseSrc<'a, T> {
+    fn new(n: &'a Noise<'_>) -> Self {
+        match n {
+            Noise::Philox { key, ids } => NoiseSrc::Philox {
+                key: *key,
+                ids: *ids,
+            },
+            Noise::Buffer(v) => NoiseSrc::Buffer(typed(host(v))),
+        }
+    }
+
+    /// The noise of elements `e .. e + out.len()` of sample `b` (flat index
+    /// `flat`) as f32, into `out`.
+    #[inline(always)]
+    fn fill<S: Simd>(&self, s: S, b: usize, e: usize, flat: usize, out: &mut [f32]) {
+        match self {
+            NoiseSrc::Philox { key, ids } => fill_normals(s, key, ids.id(b), e as u64, out),
+            NoiseSrc::Buffer(buf) => {
+                let src = buf[flat..flat + out.len()].as_ptr();
+                let dst = out.as_mut_ptr();
+                for_lanes!(out.len(), |i, n, TAIL| {
+                    // SAFETY: `i + n ≤ out.len()` for both buffers.
+                    unsafe {
+                        let v = crate::simd::ld::<S, T, TAIL>(s, src, i, n);
+                        crate::simd::st::<S, f32, TAIL>(s, dst, i, n, v);
+                    }
+                });
+            }
+        }
+    }
+}
+
+fn host<'a>(v: &'a View<'_>) -> HostSlice<'a> {
+    match &v.data {
+        ViewData::Host(s) => *s,
+        // The engine checked that every view lives on this backend.
+        _ => unreachable!("validated: CPU views are host slices"),
+    }
+}
+
+fn typed<'a, T: Lanes>(s: HostSlice<'a>) -> &'a [T] {
+    match s {
+        HostSlice::F32(v) => bytemuck::cast_slice(v),
+        HostSlice::F16(v) => bytemuck::cast_slice(v),
+        HostSlice::BF16(v) => bytemuck::cast_slice(v),
+    }
+}
+
+fn typed_mut<T: Lanes>(s: &mut HostSliceMut<'_>) -> SendPtr<T> {
+    match s {
+        HostSliceMut::F32(v) => SendPtr(bytemuck::cast_slice_mut::<f32, T>(v).as_mut_ptr()),
+        HostSliceMut::F16(v) => SendPtr(bytemuck::cast_slice_mut::<f16, T>(v).as_mut_ptr()),
+        HostSliceMut::BF16(v) => SendPtr(bytemuck::cast_slice_mut::<bf16, T>(v).as_mut_ptr()),
+    }
+}
+
+fn out_ptr<T: Lanes>(v: &mut ViewMutData<'_>) -> SendPtr<T> {
+    match v {
+        ViewMutData::Host(s) => typed_mut(s),
+        _ => unreachable!("validated: CPU views are host slices"),
+    }
+}
+
+macro_rules! by_dtype {
+    ($dtype:expr, $m:ident::$f:ident, $($arg:expr),*) => {
+        match $dtype {
+            DType::F32 => $m::$f::<f32>($($arg),*),
+            DType::F16 => $m::$f::<f16>($($arg),*),
+            DType::BF16 => $m::$f::<bf16>($($arg),*),
+        }
+    };
+}
+
+impl Kernels for CpuBackend {
+    fn describe(&self) -> String {
+        format!("CPU, {} threads, {}", self.threads, self.isa.name())
+    }
+
+    fn supports(&self, _dtype: DType) -> bool {
+        true
+    }
+
+    fn alloc(&self, shape: Shape, dtype: DType) -> Result<Tensor> {
+        let n = shape.len()?;
+        let data = match dtype {
+            DType::F32 => HostData::F32(vec![0.0; n]),
+            DType::F16 => HostData::F16(vec![f16::ZERO; n]),
+            DType::BF16 => HostData::BF16(vec![bf16::ZERO; n]),
+        };
+        Ok(Tensor {
+            shape,
+            storage: Storage::Host(data),
+        })
+    }
+
+    fn upload(&self, src: &HostTensor) -> Result<Tensor> {
+        Ok(Tensor {
+            shape: src.shape(),
+            storage: Storage::Host(src.data().clone()),
+        })
+    }
+
+    fn download(&self, src: &View<'_>) -> Result<HostTensor> {
+        let data = match host(src) {
+            HostSlice::F32(v) => HostData::F32(v.to_vec()),
+            HostSlice::F16(v) => HostData::F16(v.to_vec()),
+            HostSlice::BF16(v) => HostData::BF16(v.to_vec()),
+        };
+        HostTensor::new(src.shape(), data)
+    }
+
+    fn upload_rows<R: Row>(&self, rows: &[R]) -> Result<RowTable<R>> {
+        Ok(RowTable {
+            host: rows.to_vec(),
+            device: RowDevice::Host,
+        })
+    }
+
+    fn noise(&self, op: NoiseOp<'_>) -> Result<()> {
+        by_dtype!(op.x.dtype(), noise::run, self.isa, op);
+        Ok(())
+    }
+
+    fn step(&self, op: StepOp<'_>) -> Result<()> {
+        by_dtype!(op.out.dtype(), step::run, self.isa, op);
+        Ok(())
+    }
+
+    fn loss(&self, op: LossOp<'_>) -> Result<()> {
+        by_dtype!(op.pred.dtype(), loss::run, self.isa, op);
+        Ok(())
+    }
+
+    fn copy(&self, src: &View<'_>, mut dst: ViewMut<'_>) -> Result<()> {
+        by_dtype!(src.dtype(), copy::run, self.isa, src, &mut dst);
+        Ok(())
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+}

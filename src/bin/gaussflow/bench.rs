@@ -1,0 +1,138 @@
+//! `gaussflow bench`: every op × backend × dtype × size against the copy
+//! ceiling and the unfused baseline (see `gaussflow::bench`).
+
+use std::process::ExitCode;
+
+use gaussflow::bench::{self, BenchConfig, BenchOp, Progress};
+use gaussflow::{BackendKind, DType, Engine};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::out::outln;
+
+/// Options of `bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Backends to measure (repeatable). Default: the CPU, plus CUDA and a
+    /// hardware wgpu adapter when present, or the one `GAUSSFLOW_BACKEND`
+    /// names (a software wgpu adapter only when asked for).
+    #[arg(long = "backend", value_name = "cpu|wgpu|cuda")]
+    pub backends: Vec<BackendKind>,
+    /// Sizes in elements (comma-separated; `[n/65536, 65536]` when a
+    /// multiple of 65536).
+    #[arg(long, value_delimiter = ',', default_values_t = bench::DEFAULT_SIZES.to_vec())]
+    pub sizes: Vec<usize>,
+    /// Storage types (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = DType::ALL.to_vec())]
+    pub dtypes: Vec<DType>,
+    /// Ops (comma-separated). Default: all.
+    #[arg(long, value_delimiter = ',')]
+    pub ops: Vec<BenchOp>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Shorter measurements (60 ms each instead of 400 ms).
+    #[arg(long)]
+    pub quick: bool,
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+fn progress_bar(total: usize) -> (ProgressBar, impl FnMut(&Progress)) {
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let b = bar.clone();
+    (bar, move |p: &Progress| {
+        b.set_length(p.total as u64);
+        b.set_position(p.done as u64);
+        b.set_message(p.label.clone());
+    })
+}
+
+fn kinds(explicit: &[BackendKind]) -> Result<Vec<BackendKind>, gaussflow::Error> {
+    if explicit.is_empty() {
+        bench::default_backends()
+    } else {
+        Ok(explicit.to_vec())
+    }
+}
+
+pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let mut cfg = BenchConfig {
+        sizes: args.sizes.clone(),
+        dtypes: args.dtypes.clone(),
+        ..BenchConfig::default()
+    };
+    if !args.ops.is_empty() {
+        cfg.ops = args.ops.clone();
+    }
+    if args.quick {
+        cfg = cfg.quick();
+    }
+    let kinds = kinds(&args.backends)?;
+    let total = cfg.len() * kinds.len();
+    let (bar, mut on_progress) = progress_bar(total);
+    let mut reports = Vec::new();
+    for (i, &kind) in kinds.iter().enumerate() {
+        let mut shifted = |p: &Progress| {
+            on_progress(&Progress {
+                done: i * cfg.len() + p.done,
+                total,
+                label: p.label.clone(),
+            })
+        };
+        reports.extend(bench::run_backends(&[kind], &cfg, &mut shifted)?);
+    }
+    bar.finish_and_clear();
+    let failed = reports.iter().any(|r| r.device.is_err());
+    if args.json {
+        let v: Vec<_> = reports
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "backend": r.backend,
+                    "device": r.device.as_ref().ok(),
+                    "unavailable": r.device.as_ref().err(),
+                    "rows": r.rows,
+                })
+            })
+            .collect();
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "backends": v }))?
+        );
+    } else {
+        for r in &reports {
+            match &r.device {
+                Ok(d) => {
+                    outln!("== bench {} ({d})", r.backend);
+                    outln!("{}", bench::format_table(&r.rows));
+                }
+                Err(why) => outln!("== bench {}: FAILED to start: {why}\n", r.backend),
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The main job's closing summary: a short quick run on the engine
+/// `Engine::auto()` picks.
+pub fn summary() -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let engine = Engine::auto()?;
+    let cfg = BenchConfig::summary();
+    let (bar, mut on_progress) = progress_bar(cfg.len());
+    let rows = bench::run(&engine, &cfg, &mut on_progress)?;
+    bar.finish_and_clear();
+    outln!(
+        "== bench summary, {} ({}); `gaussflow bench` for the full table",
+        engine.kind(),
+        engine.describe()
+    );
+    outln!("{}", bench::format_table(&rows));
+    Ok(ExitCode::SUCCESS)
+}
