@@ -3,7 +3,7 @@
 // * the argument structs (mirrored field for field by src/backend/cuda/abi.rs;
 //   a harness test compares sizeof/offsetof on both sides),
 // * Philox4x32-10 and Box–Muller with gaussflow's own ln and sincos_2pi,
-//   copied operation for operation from src/rng.rs (constants by f32 bit
+//   copied operation for operation from src/rng/mod.rs (constants by f32 bit
 //   pattern, fmaf exactly where Rust has mul_add; the PTX is generated with
 //   --fmad=false so no other multiply-add is contracted),
 // * loads and stores by storage type: one thread handles one "unit" of
@@ -257,7 +257,7 @@ __device__ __forceinline__ void gf_store(void* base, gf_u64 row, gf_u64 e0, gf_u
 }
 
 // ---------------------------------------------------------------------------
-// Philox4x32-10 (Random123), layout v1 of src/rng.rs.
+// Philox4x32-10 (Random123), layout v1 of src/rng/mod.rs.
 
 #define GF_PHILOX_M0 0xD2511F53u
 #define GF_PHILOX_M1 0xCD9E8D57u
@@ -284,7 +284,7 @@ __device__ __forceinline__ float gf_uniform(unsigned r) {
     return (float)((r >> 8) + 1u) * GF_F32(0x33800000);
 }
 
-// rng.rs ln(): Cephes logf, same operation sequence. BEGIN-CONSTANTS ln
+// rng/mod.rs ln(): Cephes logf, same operation sequence. BEGIN-CONSTANTS ln
 __device__ __forceinline__ float gf_ln(float v) {
     const unsigned bits = __float_as_uint(v);
     int e = (int)((bits >> 23) & 0xffu) - 127;
@@ -313,7 +313,7 @@ __device__ __forceinline__ float gf_ln(float v) {
 }
 // END-CONSTANTS ln
 
-// rng.rs sincos_2pi(): (sin 2πu, cos 2πu) by exact quadrant reduction on 4u.
+// rng/mod.rs sincos_2pi(): (sin 2πu, cos 2πu) by exact quadrant reduction on 4u.
 // BEGIN-CONSTANTS sincos
 __device__ __forceinline__ void gf_sincos_2pi(float u, float* s_out, float* c_out) {
     const float v = 4.0f * u;

@@ -144,7 +144,7 @@ fn sample_id(ids: &HostIds, b: usize) -> u32 {
     }
 }
 
-/// ξ of every element, as the reference sees it (the RNG contract of rng.rs).
+/// ξ of every element, as the reference sees it (the RNG contract of src/rng/mod.rs).
 fn xi_all(noise: &HostNoise, shape: Shape) -> Vec<f64> {
     match noise {
         HostNoise::Philox { key, ids } => {

@@ -125,13 +125,13 @@ fn ptx_has_the_claimed_memory_instructions() {
     }
 }
 
-/// The f32 constants of ln and sincos_2pi in kernels/common.cuh are rng.rs's,
+/// The f32 constants of ln and sincos_2pi in kernels/common.cuh are src/rng/mod.rs's,
 /// bit pattern for bit pattern.
 #[test]
 fn transcendental_constants_match_rng_rs() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cuh = std::fs::read_to_string(root.join("kernels/common.cuh")).unwrap();
-    let rs = std::fs::read_to_string(root.join("src/rng.rs")).unwrap();
+    let rs = std::fs::read_to_string(root.join("src/rng/mod.rs")).unwrap();
     let hexes = |text: &str, prefix: &str| -> Vec<String> {
         let mut v: Vec<String> = text
             .match_indices(prefix)
@@ -147,7 +147,7 @@ fn transcendental_constants_match_rng_rs() {
         cuh[a..b].to_string()
     };
     let mut cuda = hexes(&(section("ln") + &section("sincos")), "GF_F32(");
-    // ln's centring threshold is std's SQRT_2 in rng.rs.
+    // ln's centring threshold is std's SQRT_2 in src/rng/mod.rs.
     assert_eq!(std::f32::consts::SQRT_2.to_bits(), 0x3fb504f3);
     let sqrt2 = cuda
         .iter()

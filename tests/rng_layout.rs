@@ -6,7 +6,7 @@
 //! The expected values were derived outside this crate, by a separate
 //! Python implementation of Philox4x32-10 written from the Random123 paper
 //! (checked against Random123's three known-answer vectors) and the layout
-//! as documented in `src/rng.rs`; normals from an f64 Box–Muller on the same
+//! as documented in `src/rng/mod.rs`; normals from an f64 Box–Muller on the same
 //! uniforms. Changing the layout must bump `LAYOUT_VERSION` and these values.
 
 use gaussflow::rng::{self, LAYOUT_VERSION, MAX_ELEMENTS_PER_SAMPLE};
