@@ -34,6 +34,29 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 /// Draws one figure into a file.
 type Draw = fn(&Path) -> Res<()>;
 
+/// The axes of a panel plotting the state z_t against diffusion time t
+/// (the trajectory and path figures share them).
+fn time_state_mesh<DB: DrawingBackend>(
+    chart: &mut ChartContext<
+        '_,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+) -> Res<()>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_mesh()
+        .x_desc("diffusion time t")
+        .y_desc("state z_t")
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 14))
+        .light_line_style(WHITE)
+        .draw()?;
+    Ok(())
+}
+
 /// Options of `figures`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -164,14 +187,7 @@ fn trajectories_scaled(path: &Path) -> Res<()> {
                 .x_label_area_size(36)
                 .y_label_area_size(46)
                 .build_cartesian_2d(-0.04f64..1.01f64, (lo - pad)..(hi + pad))?;
-            chart
-                .configure_mesh()
-                .x_desc("diffusion time t")
-                .y_desc("state z_t")
-                .label_style((FONT, 13))
-                .axis_desc_style((FONT, 14))
-                .light_line_style(WHITE)
-                .draw()?;
+            time_state_mesh(&mut chart)?;
             for p in &exact {
                 chart.draw_series(LineSeries::new(p.iter().copied(), GREY.stroke_width(1)))?;
             }
@@ -231,14 +247,7 @@ fn vp_vs_flow_paths(path: &Path) -> Res<()> {
                 .x_label_area_size(36)
                 .y_label_area_size(46)
                 .build_cartesian_2d(0f64..1f64, -hi..hi)?;
-            chart
-                .configure_mesh()
-                .x_desc("diffusion time t")
-                .y_desc("state z_t")
-                .label_style((FONT, 13))
-                .axis_desc_style((FONT, 14))
-                .light_line_style(WHITE)
-                .draw()?;
+            time_state_mesh(&mut chart)?;
             for p in &paths {
                 chart.draw_series(LineSeries::new(
                     p.iter().copied(),
