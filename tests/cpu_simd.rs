@@ -16,13 +16,17 @@ use gaussflow::{DType, Domain, Engine, HostTensor, NoiseKey, Shape};
 /// Ragged tails (1, 7, 1023), a sample straddling chunks whose later chunks
 /// start at element `e ≡ 3 (mod 4)` (65537), several loss blocks with a
 /// ragged last one (4099 · 2), a sample per vector lane and more.
-const SHAPES: [Shape; 6] = [
+const SHAPES: [Shape; 7] = [
     Shape::new(1, 1),
     Shape::new(1, 7),
     Shape::new(3, 1023),
     Shape::new(2, 65537),
     Shape::new(2, 2 * 4096 + 3),
     Shape::new(9, 33),
+    // Parallel chunks of 16384 elements cut samples 1, 2, 3 at elements
+    // ≡ 3, 2, 1 (mod 4): segments that start 1, 2 and 3 elements before a
+    // Philox block boundary (the ragged heads of `for_noisy_lanes!`).
+    Shape::new(4, 20001),
 ];
 
 const KEY: NoiseKey = NoiseKey {

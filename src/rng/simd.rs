@@ -8,16 +8,20 @@
 //! Lane `j` of a vector holds block `b + j` of one sample: one call yields
 //! blocks `b .. b + 8`, i.e. elements `4b .. 4b + 32`.
 //!
-//! Cost (AVX2, callgrind): about 12 instructions per normal, two thirds
-//! of them Philox.
+//! Cost (AVX2, callgrind, `benches/profile.rs randn f32`): 12.5
+//! instructions per normal written by a fused kernel, about 5 of them
+//! Philox, 4 Box–Muller, the rest register spills, the transpose into
+//! element order and the store.
 
 use crate::simd::{LANES, Simd};
 
 use super::{COS_C, LN_P, LN2_HI, LN2_LO, M0, M1, NoiseKey, SIN_C, W0, W1};
 
 /// Groups of eight Philox blocks generated together ([`Gen::philox`]).
+/// Two would give the rounds four independent chains instead of two, but
+/// spill on AVX2's sixteen registers: 1.6× slower (`profile randn`).
 const PAR: usize = 1;
-/// Normals per step of [`fill_normals`].
+/// Normals per [`Gen::group`]: `PAR` times eight Philox blocks of four.
 pub(crate) const GROUP: usize = 4 * LANES * PAR;
 
 /// Everything a key's normals need besides the counter, splatted once per
@@ -32,7 +36,6 @@ pub(crate) const GROUP: usize = 4 * LANES * PAR;
 pub(crate) struct Gen<S: Simd> {
     /// `(k0 + r·W0, k1 + r·W1)` for rounds `r = 0 … 9`.
     keys: [[S::U; 2]; 10],
-    m: [S::U; 2],
     /// Counter words 1–3: sample id, stream, domain.
     ctr: [S::U; 3],
     one_u: S::U,
@@ -67,7 +70,6 @@ impl<S: Simd> Gen<S> {
                     s.splat_u(k1.wrapping_add(r.wrapping_mul(W1))),
                 ]
             }),
-            m: [s.splat_u(M0), s.splat_u(M1)],
             ctr: [
                 s.splat_u(sample_id),
                 s.splat_u(key.stream),
@@ -139,15 +141,23 @@ impl<S: Simd> Gen<S> {
     }
 
     /// One Philox round on every chain.
+    ///
+    /// The multipliers are constants here, not table entries: read from
+    /// the opaque table, LLVM (rustc 1.95) lowered each `vpmuludq` as a
+    /// full 64 × 64-bit product (two `vpmuludq`, a shift and an add) once
+    /// the table was carried per segment, 15.8 → 12.5 instructions per
+    /// normal when this was changed (callgrind, `benches/profile.rs`).
     #[inline(always)]
     fn round<const G: usize>(&self, s: S, st: &mut [[[S::U; 4]; 2]; G], k: &[S::U; 2]) {
         for chain in st.iter_mut() {
             for half in chain.iter_mut() {
                 let c = *half;
-                let p0 = s.mul_even(c[0], self.m[0]);
-                let p1 = s.mul_even(c[2], self.m[1]);
-                let n0 = s.u_xor(s.u_xor(s.shr_64_32(p1), c[1]), k[0]);
-                let n2 = s.u_xor(s.u_xor(s.shr_64_32(p0), c[3]), k[1]);
+                let p0 = s.mul_even(c[0], s.splat_u(M0));
+                let p1 = s.mul_even(c[2], s.splat_u(M1));
+                // `c ^ k` first: it does not wait for the product, so one
+                // exclusive or, not two, follows the multiply's latency.
+                let n0 = s.u_xor(s.shr_64_32(p1), s.u_xor(c[1], k[0]));
+                let n2 = s.u_xor(s.shr_64_32(p0), s.u_xor(c[3], k[1]));
                 *half = [n0, p1, n2, p0];
             }
         }
@@ -245,38 +255,49 @@ impl<S: Simd> Gen<S> {
     }
 }
 
-/// Fills `out` with elements `first .. first + out.len()` of `sample_id`'s
-/// noise: [`NoiseKey::fill`](super::NoiseKey::fill), 32 normals per step.
-#[inline(always)]
-pub(crate) fn fill_normals<S: Simd>(
-    s: S,
-    key: &NoiseKey,
-    sample_id: u32,
-    first: u64,
-    out: &mut [f32],
-) {
-    let g = Gen::new(s, key, sample_id);
-    let mut block = (first / 4) as u32;
-    let mut skip = (first % 4) as usize;
-    let mut i = 0;
-    while i < out.len() {
-        let v = g.normals::<PAR>(s, block);
-        let take = (GROUP - skip).min(out.len() - i);
-        if skip == 0 && take == GROUP {
-            for (k, &x) in v.iter().flatten().enumerate() {
-                // SAFETY: `i + GROUP ≤ out.len()`.
-                unsafe { s.store_f32(out.as_mut_ptr().add(i + k * LANES), x) };
-            }
-        } else {
-            let mut tmp = [0.0f32; GROUP];
-            for (k, &x) in v.iter().flatten().enumerate() {
-                // SAFETY: `tmp` holds `GROUP` floats.
-                unsafe { s.store_f32(tmp.as_mut_ptr().add(k * LANES), x) };
-            }
-            out[i..i + take].copy_from_slice(&tmp[skip..skip + take]);
+impl<S: Simd> Gen<S> {
+    /// Elements `first .. first + GROUP` of the sample's noise as vectors
+    /// in element order; `first` must be a multiple of 4 (a Philox block
+    /// boundary). What the fused CPU kernels combine straight from
+    /// registers.
+    #[inline(always)]
+    pub(crate) fn group(&self, s: S, first: u64) -> [S::F; 4 * PAR] {
+        debug_assert!(first % 4 == 0, "a group starts on a Philox block");
+        let v = self.normals::<PAR>(s, (first / 4) as u32);
+        let mut out = [self.one; 4 * PAR];
+        for (o, &x) in out.iter_mut().zip(v.iter().flatten()) {
+            *o = x;
         }
-        i += take;
-        skip = 0;
-        block = block.wrapping_add((LANES * PAR) as u32);
+        out
+    }
+
+    /// Fills `out` with elements `first .. first + out.len()` of the
+    /// sample's noise: [`NoiseKey::fill`](super::NoiseKey::fill), 32
+    /// normals per step, any alignment.
+    #[inline(always)]
+    pub(crate) fn fill(&self, s: S, first: u64, out: &mut [f32]) {
+        let mut block = (first / 4) as u32;
+        let mut skip = (first % 4) as usize;
+        let mut i = 0;
+        while i < out.len() {
+            let v = self.normals::<PAR>(s, block);
+            let take = (GROUP - skip).min(out.len() - i);
+            if skip == 0 && take == GROUP {
+                for (k, &x) in v.iter().flatten().enumerate() {
+                    // SAFETY: `i + GROUP ≤ out.len()`.
+                    unsafe { s.store_f32(out.as_mut_ptr().add(i + k * LANES), x) };
+                }
+            } else {
+                let mut tmp = [0.0f32; GROUP];
+                for (k, &x) in v.iter().flatten().enumerate() {
+                    // SAFETY: `tmp` holds `GROUP` floats.
+                    unsafe { s.store_f32(tmp.as_mut_ptr().add(k * LANES), x) };
+                }
+                out[i..i + take].copy_from_slice(&tmp[skip..skip + take]);
+            }
+            i += take;
+            skip = 0;
+            block = block.wrapping_add((LANES * PAR) as u32);
+        }
     }
 }

@@ -11,7 +11,7 @@ use crate::backend::ops::{LossOp, Rows, Target};
 use crate::rows::LossRow;
 use crate::simd::{Isa, Lanes, Simd, SimdFn, ld, st};
 
-use super::{LOSS_BLOCK, NoiseSrc, SendPtr, TILE, for_lanes, host, out_ptr, typed};
+use super::{LOSS_BLOCK, NoiseSrc, SendPtr, for_lanes, for_noisy_lanes, host, out_ptr, typed};
 
 enum Tgt<'a, T> {
     Read(&'a [T]),
@@ -108,34 +108,28 @@ fn block<S: Simd, T: Lanes, const REBUILD: bool, const GRAD: bool>(
     // SAFETY: blocks are disjoint ranges of the gradient, checked `[B, D]`.
     let g = ctx.grad.map(|g| unsafe { g.0.add(flat) });
     let mut acc = s.splat(0.0);
-    let mut xi = [0.0f32; TILE];
-    let mut t0 = 0;
-    while t0 < len {
-        let tl = TILE.min(len - t0);
-        if REBUILD && let Some(src) = noise {
-            src.fill(s, b, e0 + t0, flat + t0, &mut xi[..tl]);
-        }
-        for_lanes!(tl, |i, n, TAIL| {
-            let j = t0 + i;
-            // SAFETY: `j + n ≤ len` for every buffer; lanes past `n` load
-            // as 0, so they add δ = 0 to their accumulator.
-            unsafe {
-                let pv = ld::<S, T, TAIL>(s, p, j, n);
-                let t = if REBUILD {
-                    let xv = ld::<S, T, TAIL>(s, tp, j, n);
-                    let e = ld::<S, f32, TAIL>(s, xi.as_ptr(), i, n);
-                    s.fma(d, e, s.mul(c, xv))
-                } else {
-                    ld::<S, T, TAIL>(s, tp, j, n)
-                };
-                let delta = s.sub(pv, t);
-                acc = s.fma(delta, delta, acc);
-                if GRAD {
-                    st::<S, T, TAIL>(s, g.unwrap_unchecked(), j, n, s.mul(scale, delta));
-                }
+    let noise = if REBUILD {
+        noise.map(|src| src.segment(s, b, e0, flat))
+    } else {
+        None
+    };
+    for_noisy_lanes!(s, noise, len, |j, n, TAIL, e| {
+        // SAFETY: `j + n ≤ len` for every buffer; lanes past `n` load as 0,
+        // so they add δ = 0 to their accumulator.
+        unsafe {
+            let pv = ld::<S, T, TAIL>(s, p, j, n);
+            let t = if REBUILD {
+                let xv = ld::<S, T, TAIL>(s, tp, j, n);
+                s.fma(d, e, s.mul(c, xv))
+            } else {
+                ld::<S, T, TAIL>(s, tp, j, n)
+            };
+            let delta = s.sub(pv, t);
+            acc = s.fma(delta, delta, acc);
+            if GRAD {
+                st::<S, T, TAIL>(s, g.unwrap_unchecked(), j, n, s.mul(scale, delta));
             }
-        });
-        t0 += tl;
-    }
+        }
+    });
     s.sum_tree(acc)
 }

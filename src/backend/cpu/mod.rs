@@ -5,8 +5,8 @@
 //! The flattened `[B·D]` element range is cut into fixed chunks of
 //! [`CHUNK`] elements processed in parallel; a chunk may span several samples,
 //! so it is walked as per-sample segments, each with its own row and Philox
-//! sample id, in tiles of [`TILE`] elements (the noise of a tile is
-//! generated into an L1-resident buffer, then combined). Nothing here
+//! sample id; Philox noise is generated 32 normals at a time and combined
+//! from registers ([`for_noisy_lanes!`]). Nothing here
 //! depends on the thread count: every output element is a fixed function
 //! of its inputs, and the loss reduction sums fixed blocks in a fixed order.
 //!
@@ -40,7 +40,7 @@ mod step;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::rng::simd::fill_normals;
+use crate::rng::simd::{GROUP, Gen};
 use crate::rows::Row;
 use crate::simd::{Isa, LANES, Lanes, Simd};
 use crate::tensor::{
@@ -52,12 +52,8 @@ use half::{bf16, f16};
 use super::ops::{LossOp, Noise, NoiseOp, RowDevice, RowTable, SampleIds, StepOp};
 use super::{BackendKind, Kernels};
 
-/// Elements per parallel work item (a multiple of [`TILE`]).
+/// Elements per parallel work item.
 pub const CHUNK: usize = 1 << 14;
-
-/// Elements per tile: the unit in which noise is generated into a small
-/// buffer and combined (a multiple of 32, one vectorised Philox group).
-pub const TILE: usize = 512;
 
 /// Elements per loss-reduction block: each block is summed in f32 over
 /// [`LOSS_LANES`] interleaved lanes (element `i` of the block into lane
@@ -243,26 +239,133 @@ impl<'a, T: Lanes> NoiseSrc<'a, T> {
         }
     }
 
-    /// The noise of elements `e .. e + out.len()` of sample `b` (flat index
-    /// `flat`) as f32, into `out`.
+    /// The noise of the segment of sample `b` that starts at element `e0`
+    /// (flat index `flat`).
     #[inline(always)]
-    fn fill<S: Simd>(&self, s: S, b: usize, e: usize, flat: usize, out: &mut [f32]) {
+    fn segment<S: Simd>(&self, s: S, b: usize, e0: usize, flat: usize) -> SegNoise<'a, S, T> {
         match self {
-            NoiseSrc::Philox { key, ids } => fill_normals(s, key, ids.id(b), e as u64, out),
-            NoiseSrc::Buffer(buf) => {
-                let src = buf[flat..flat + out.len()].as_ptr();
+            NoiseSrc::Philox { key, ids } => SegNoise::Philox {
+                generator: Gen::new(s, key, ids.id(b)),
+                e0: e0 as u64,
+            },
+            NoiseSrc::Buffer(buf) => SegNoise::Buffer(&buf[flat..]),
+        }
+    }
+}
+
+/// One segment's noise, addressed by the element offset `i` from the
+/// segment start: Philox normals generated in registers, or a slice of
+/// the caller's buffer.
+enum SegNoise<'a, S: Simd, T> {
+    Philox { generator: Gen<S>, e0: u64 },
+    Buffer(&'a [T]),
+}
+
+impl<S: Simd, T: Lanes> SegNoise<'_, S, T> {
+    /// Elements before the first Philox block boundary (0–3): the head
+    /// [`for_noisy_lanes!`] reads through a buffer.
+    #[inline(always)]
+    fn head(&self) -> usize {
+        match self {
+            SegNoise::Philox { e0, .. } => ((4 - e0 % 4) % 4) as usize,
+            SegNoise::Buffer(_) => 0,
+        }
+    }
+
+    /// The noise of elements `i .. i + GROUP` as vectors; `i` is past the
+    /// [`head`](Self::head) by a multiple of four, and the segment holds at
+    /// least `i + GROUP` elements.
+    #[inline(always)]
+    unsafe fn group(&self, s: S, i: usize) -> [S::F; GROUP / LANES] {
+        match self {
+            SegNoise::Philox { generator, e0 } => generator.group(s, e0 + i as u64),
+            SegNoise::Buffer(buf) => {
+                let p = buf.as_ptr();
+                // SAFETY: the caller keeps `i + GROUP` within the segment.
+                std::array::from_fn(|k| unsafe { T::load(s, p.add(i + k * LANES)) })
+            }
+        }
+    }
+
+    /// The noise of elements `i .. i + out.len()` as f32, into `out`.
+    #[inline(always)]
+    fn fill(&self, s: S, i: usize, out: &mut [f32]) {
+        match self {
+            SegNoise::Philox { generator, e0 } => generator.fill(s, e0 + i as u64, out),
+            SegNoise::Buffer(buf) => {
+                let src = buf[i..i + out.len()].as_ptr();
                 let dst = out.as_mut_ptr();
-                for_lanes!(out.len(), |i, n, TAIL| {
-                    // SAFETY: `i + n ≤ out.len()` for both buffers.
+                for_lanes!(out.len(), |k, n, TAIL| {
+                    // SAFETY: `k + n ≤ out.len()` for both buffers.
                     unsafe {
-                        let v = crate::simd::ld::<S, T, TAIL>(s, src, i, n);
-                        crate::simd::st::<S, f32, TAIL>(s, dst, i, n, v);
+                        let v = crate::simd::ld::<S, T, TAIL>(s, src, k, n);
+                        crate::simd::st::<S, f32, TAIL>(s, dst, k, n, v);
                     }
                 });
             }
         }
     }
 }
+
+/// [`for_lanes!`] with the noise of the lanes: runs `body::<TAIL>(i, n, ξ)`
+/// over `0 .. len`, `ξ` the f32 noise vector of elements `i .. i + n` of
+/// `noise` (an `Option<SegNoise>`; without noise `ξ` is zero and unused).
+///
+/// Whole groups of [`GROUP`] (32) elements take their noise straight from
+/// the generator's registers, so the normals never go through memory; only
+/// the ragged ends (a head up to the first Philox block boundary, a tail
+/// under 32 elements) are generated into a small buffer and read back. The
+/// body is compiled for the groups and for both ends.
+macro_rules! for_noisy_lanes {
+    ($s:expr, $noise:expr, $len:expr, |$i:ident, $n:ident, $tail:ident, $xi:ident| $body:block) => {{
+        let s = $s;
+        let len: usize = $len;
+        match $noise {
+            None => {
+                let $xi = s.splat(0.0);
+                for_lanes!(len, |$i, $n, $tail| $body);
+            }
+            Some(noise) => {
+                // A ragged range `lo .. hi` through the buffer, then the
+                // groups, then the last ragged range.
+                let mut lo = 0usize;
+                let mut hi = noise.head().min(len);
+                let mut buf = [0.0f32; $crate::rng::simd::GROUP];
+                loop {
+                    if lo < hi {
+                        noise.fill(s, lo, &mut buf[..hi - lo]);
+                        for_lanes!(hi - lo, |k, $n, $tail| {
+                            let $i = lo + k;
+                            // SAFETY: `k + n ≤ hi − lo ≤ GROUP`.
+                            let $xi = unsafe {
+                                $crate::simd::ld::<_, f32, $tail>(s, buf.as_ptr(), k, $n)
+                            };
+                            $body
+                        });
+                    }
+                    if hi == len {
+                        break;
+                    }
+                    lo = hi;
+                    while lo + $crate::rng::simd::GROUP <= len {
+                        // SAFETY: `lo + GROUP ≤ len`, `lo − head` a multiple of GROUP.
+                        let xis = unsafe { noise.group(s, lo) };
+                        for (k, &xv) in xis.iter().enumerate() {
+                            let $i = lo + k * $crate::simd::LANES;
+                            let $n = $crate::simd::LANES;
+                            const $tail: bool = false;
+                            let $xi = xv;
+                            $body
+                        }
+                        lo += $crate::rng::simd::GROUP;
+                    }
+                    hi = len;
+                }
+            }
+        }
+    }};
+}
+pub(crate) use for_noisy_lanes;
 
 fn host<'a>(v: &'a View<'_>) -> HostSlice<'a> {
     match &v.data {

@@ -4,7 +4,9 @@ use crate::backend::ops::{NoiseOp, Rows};
 use crate::rows::NoiseRow;
 use crate::simd::{Isa, Lanes, Simd, SimdFn, ld, st};
 
-use super::{NoiseSrc, Segment, SendPtr, TILE, for_each_segment, for_lanes, host, out_ptr, typed};
+use super::{
+    NoiseSrc, Segment, SendPtr, for_each_segment, for_lanes, for_noisy_lanes, host, out_ptr, typed,
+};
 
 struct Ctx<'a, T> {
     x: &'a [T],
@@ -52,25 +54,16 @@ fn segment<S: Simd, T: Lanes, const TARGET: bool>(s: S, ctx: &Ctx<'_, T>, seg: S
     // which the engine checked are `[B, D]`.
     let z = unsafe { ctx.z.0.add(seg.flat) };
     let t = ctx.target.map(|t| unsafe { t.0.add(seg.flat) });
-    let mut xi = [0.0f32; TILE];
-    let mut t0 = 0;
-    while t0 < seg.len {
-        let len = TILE.min(seg.len - t0);
-        ctx.noise
-            .fill(s, seg.b, seg.e0 + t0, seg.flat + t0, &mut xi[..len]);
-        for_lanes!(len, |i, n, TAIL| {
-            let j = t0 + i;
-            // SAFETY: `j + n ≤ seg.len` for every buffer.
-            unsafe {
-                let xv = ld::<S, T, TAIL>(s, x, j, n);
-                let e = ld::<S, f32, TAIL>(s, xi.as_ptr(), i, n);
-                st::<S, T, TAIL>(s, z, j, n, s.fma(b, e, s.mul(a, xv)));
-                if TARGET {
-                    let tp = t.unwrap_unchecked();
-                    st::<S, T, TAIL>(s, tp, j, n, s.fma(d, e, s.mul(c, xv)));
-                }
+    let noise = Some(ctx.noise.segment(s, seg.b, seg.e0, seg.flat));
+    for_noisy_lanes!(s, noise, seg.len, |j, n, TAIL, e| {
+        // SAFETY: `j + n ≤ seg.len` for every buffer.
+        unsafe {
+            let xv = ld::<S, T, TAIL>(s, x, j, n);
+            st::<S, T, TAIL>(s, z, j, n, s.fma(b, e, s.mul(a, xv)));
+            if TARGET {
+                let tp = t.unwrap_unchecked();
+                st::<S, T, TAIL>(s, tp, j, n, s.fma(d, e, s.mul(c, xv)));
             }
-        });
-        t0 += len;
-    }
+        }
+    });
 }

@@ -10,7 +10,9 @@ use crate::backend::ops::{Rows, StepOp};
 use crate::rows::{STEP_INPUTS, StepRow};
 use crate::simd::{Isa, Lanes, Simd, SimdFn, ld, st};
 
-use super::{NoiseSrc, Segment, SendPtr, TILE, for_each_segment, for_lanes, host, out_ptr, typed};
+use super::{
+    NoiseSrc, Segment, SendPtr, for_each_segment, for_lanes, for_noisy_lanes, host, out_ptr, typed,
+};
 
 struct Ctx<'a, T> {
     inputs: [Option<&'a [T]>; STEP_INPUTS],
@@ -153,46 +155,42 @@ fn segment<S: Simd, T: Lanes, const N: usize, const H: u8, const NZ: bool>(
     // which the engine checked are `[B, D]`.
     let out = unsafe { ctx.out.0.add(seg.flat) };
     let xh = ctx.x_hat.map(|p| unsafe { p.0.add(seg.flat) });
-    let mut xi = [0.0f32; TILE];
-    let mut t0 = 0;
-    while t0 < seg.len {
-        let len = TILE.min(seg.len - t0);
-        if NZ && let Some(src) = &ctx.noise {
-            src.fill(s, seg.b, seg.e0 + t0, seg.flat + t0, &mut xi[..len]);
-        }
-        for_lanes!(len, |i, n, TAIL| {
-            let j = t0 + i;
-            // SAFETY: `j + n ≤ seg.len` for every buffer.
-            unsafe {
-                let v: [S::F; N] = std::array::from_fn(|k| ld::<S, T, TAIL>(s, slots.ptr[k], j, n));
-                let mut o = s.splat(0.0);
-                if N > 0 {
-                    o = s.mul(co[0], v[0]);
-                    for k in 1..N {
-                        o = s.fma(co[k], v[k], o);
-                    }
+    let noise = if NZ {
+        ctx.noise
+            .as_ref()
+            .map(|src| src.segment(s, seg.b, seg.e0, seg.flat))
+    } else {
+        None
+    };
+    for_noisy_lanes!(s, noise, seg.len, |j, n, TAIL, e| {
+        // SAFETY: `j + n ≤ seg.len` for every buffer.
+        unsafe {
+            let v: [S::F; N] = std::array::from_fn(|k| ld::<S, T, TAIL>(s, slots.ptr[k], j, n));
+            let mut o = s.splat(0.0);
+            if N > 0 {
+                o = s.mul(co[0], v[0]);
+                for k in 1..N {
+                    o = s.fma(co[k], v[k], o);
                 }
-                if H != H_NONE {
-                    let mut x = s.splat(0.0);
-                    if N > 0 {
-                        x = s.mul(ch[0], v[0]);
-                        for k in 1..N {
-                            x = s.fma(ch[k], v[k], x);
-                        }
-                    }
-                    let x = s.clamp(x, lo, hi);
-                    o = s.fma(c_xh, x, o);
-                    if H == H_WRITE {
-                        st::<S, T, TAIL>(s, xh.unwrap_unchecked(), j, n, x);
-                    }
-                }
-                if NZ {
-                    let e = ld::<S, f32, TAIL>(s, xi.as_ptr(), i, n);
-                    o = s.fma(c_xi, e, o);
-                }
-                st::<S, T, TAIL>(s, out, j, n, o);
             }
-        });
-        t0 += len;
-    }
+            if H != H_NONE {
+                let mut x = s.splat(0.0);
+                if N > 0 {
+                    x = s.mul(ch[0], v[0]);
+                    for k in 1..N {
+                        x = s.fma(ch[k], v[k], x);
+                    }
+                }
+                let x = s.clamp(x, lo, hi);
+                o = s.fma(c_xh, x, o);
+                if H == H_WRITE {
+                    st::<S, T, TAIL>(s, xh.unwrap_unchecked(), j, n, x);
+                }
+            }
+            if NZ {
+                o = s.fma(c_xi, e, o);
+            }
+            st::<S, T, TAIL>(s, out, j, n, o);
+        }
+    });
 }
