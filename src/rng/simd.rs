@@ -262,7 +262,7 @@ impl<S: Simd> Gen<S> {
     /// registers.
     #[inline(always)]
     pub(crate) fn group(&self, s: S, first: u64) -> [S::F; 4 * PAR] {
-        debug_assert!(first % 4 == 0, "a group starts on a Philox block");
+        debug_assert!(first.is_multiple_of(4), "a group starts on a Philox block");
         let v = self.normals::<PAR>(s, (first / 4) as u32);
         let mut out = [self.one; 4 * PAR];
         for (o, &x) in out.iter_mut().zip(v.iter().flatten()) {
