@@ -25,8 +25,9 @@ const PAR: usize = 1;
 pub(crate) const GROUP: usize = 4 * LANES * PAR;
 
 /// Everything a key's normals need besides the counter, splatted once per
-/// fill: the Philox round keys and multipliers, the counter words that do
-/// not change, and the Box–Muller constants.
+/// segment: the Philox round keys, the counter words that do not change,
+/// and the Box–Muller constants (the Philox multipliers are not here; see
+/// [`Gen::round`]).
 ///
 /// The table is passed through [`std::hint::black_box`] so the compiler
 /// reads each constant from it as a memory operand of the instruction
