@@ -8,7 +8,7 @@
 //! short per-sample coefficient rows ([`rows`]), and a handful of fused
 //! kernels ([`Engine::noise`], [`Engine::step`], [`Engine::loss`]) on three
 //! backends (CPU, wgpu, CUDA) that compute the same function and are tested
-//! against an f64 [`reference`].
+//! against an f64 [`reference`](mod@reference).
 //!
 //! Conventions (DESIGN §1): diffusion time `t ∈ [0, 1]`, `t = 0` data,
 //! `t = 1` noise; `z_t = α_t x + σ_t ε`; `λ_t = log(α_t²/σ_t²)`; tensors are

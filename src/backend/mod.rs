@@ -3,7 +3,7 @@
 //! Three implementations of one set of fused kernels (`noise`, `step`,
 //! `loss`): [`cpu`], [`wgpu`] and [`cuda`], held in one enum that every
 //! operation matches exhaustively, so an op cannot exist on one backend only.
-//! The engine checks every argument once ([`validate`]) before a backend sees
+//! The engine checks every argument once (`validate`) before a backend sees
 //! it; backends may assume shapes, dtypes, row counts and finiteness are right.
 
 pub mod cpu;

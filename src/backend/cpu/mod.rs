@@ -6,7 +6,7 @@
 //! [`CHUNK`] elements processed in parallel; a chunk may span several samples,
 //! so it is walked as per-sample segments, each with its own row and Philox
 //! sample id; Philox noise is generated 32 normals at a time and combined
-//! from registers ([`for_noisy_lanes!`]). Nothing here
+//! from registers (`for_noisy_lanes!`). Nothing here
 //! depends on the thread count: every output element is a fixed function
 //! of its inputs, and the loss reduction sums fixed blocks in a fixed order.
 //!
