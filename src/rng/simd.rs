@@ -271,34 +271,4 @@ impl<S: Simd> Gen<S> {
         }
         out
     }
-
-    /// Fills `out` with elements `first .. first + out.len()` of the
-    /// sample's noise: [`NoiseKey::fill`](super::NoiseKey::fill), 32
-    /// normals per step, any alignment.
-    #[inline(always)]
-    pub(crate) fn fill(&self, s: S, first: u64, out: &mut [f32]) {
-        let mut block = (first / 4) as u32;
-        let mut skip = (first % 4) as usize;
-        let mut i = 0;
-        while i < out.len() {
-            let v = self.normals::<PAR>(s, block);
-            let take = (GROUP - skip).min(out.len() - i);
-            if skip == 0 && take == GROUP {
-                for (k, &x) in v.iter().flatten().enumerate() {
-                    // SAFETY: `i + GROUP ≤ out.len()`.
-                    unsafe { s.store_f32(out.as_mut_ptr().add(i + k * LANES), x) };
-                }
-            } else {
-                let mut tmp = [0.0f32; GROUP];
-                for (k, &x) in v.iter().flatten().enumerate() {
-                    // SAFETY: `tmp` holds `GROUP` floats.
-                    unsafe { s.store_f32(tmp.as_mut_ptr().add(k * LANES), x) };
-                }
-                out[i..i + take].copy_from_slice(&tmp[skip..skip + take]);
-            }
-            i += take;
-            skip = 0;
-            block = block.wrapping_add((LANES * PAR) as u32);
-        }
-    }
 }

@@ -93,7 +93,7 @@ pub fn required() -> Vec<String> {
 /// does not start.
 pub fn runners() -> &'static [Present] {
     static RUNNERS: OnceLock<Vec<Present>> = OnceLock::new();
-    RUNNERS.get_or_init(|| {
+    let present = RUNNERS.get_or_init(|| {
         let required = required();
         let mut present = Vec::new();
         let mut missing = Vec::new();
@@ -118,15 +118,53 @@ pub fn runners() -> &'static [Present] {
             missing.join("; ")
         );
         present
-    })
+    });
+    exit_without_driver_teardown_at_exit();
+    present
 }
+
+static ENGINES: OnceLock<Vec<Engine>> = OnceLock::new();
+
+/// Ends the process without the drivers' exit-time teardown.
+///
+/// The engines live in statics and are never dropped. When a test binary
+/// returns from `main`, glibc runs the C++ static destructors of LLVM
+/// (lavapipe's shader compiler) while lavapipe's own threads may still be
+/// compiling on it: the binary then dies with SIGSEGV or SIGABRT after its
+/// last test passed (about one run in five of `engine_errors`, seen in CI).
+/// Registered after the driver is loaded, and again at every use so it is
+/// the last registered, this handler runs first: it waits for the engines'
+/// work, then leaves with the same status through `_exit`, skipping the
+/// teardown that races. Rust has flushed stdout by then.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn exit_without_driver_teardown_at_exit() {
+    unsafe extern "C" {
+        fn on_exit(
+            f: extern "C" fn(libc::c_int, *mut libc::c_void),
+            arg: *mut libc::c_void,
+        ) -> libc::c_int;
+    }
+    extern "C" fn handler(status: libc::c_int, _: *mut libc::c_void) {
+        for engines in [ENGINES.get()].into_iter().flatten() {
+            for e in engines {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.synchronize()));
+            }
+        }
+        // SAFETY: `_exit` ends the process; nothing runs after it.
+        unsafe { libc::_exit(status) }
+    }
+    // SAFETY: `handler` is an `extern "C"` function that does not unwind.
+    unsafe { on_exit(handler, std::ptr::null_mut()) };
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn exit_without_driver_teardown_at_exit() {}
 
 /// The engines among the present runners (CPU always; wgpu and CUDA when
 /// they start, failing if required and absent), for tests of the engine API
 /// itself (views, device row tables, argument checks).
 pub fn engines() -> &'static [Engine] {
-    static ENGINES: OnceLock<Vec<Engine>> = OnceLock::new();
-    ENGINES.get_or_init(|| {
+    let engines = ENGINES.get_or_init(|| {
         let required = required();
         let mut engines = vec![Engine::cpu()];
         for (name, start) in [
@@ -142,7 +180,9 @@ pub fn engines() -> &'static [Engine] {
             }
         }
         engines
-    })
+    });
+    exit_without_driver_teardown_at_exit();
+    engines
 }
 
 /// Runs `body` on every present runner, naming the runner if it panics.

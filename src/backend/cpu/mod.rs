@@ -272,36 +272,57 @@ impl<S: Simd, T: Lanes> SegNoise<'_, S, T> {
         }
     }
 
-    /// The noise of elements `i .. i + GROUP` as vectors; `i` is past the
-    /// [`head`](Self::head) by a multiple of four, and the segment holds at
-    /// least `i + GROUP` elements.
+    /// The noise of elements `i .. i + m` (`m ≤ GROUP`; `m < GROUP` only for
+    /// the head, `m ≤` [`head`](Self::head) at `i = 0`, or the segment's
+    /// last elements): as vectors for a whole group starting on a Philox
+    /// block boundary, else written to `buf[..m]` (`None`).
+    ///
+    /// One generator call serves both cases, so each kernel instance
+    /// inlines Box–Muller once: with a second copy for the ragged ends, the
+    /// unoptimised step dispatcher's stack frame outgrew a 2 MiB thread.
     #[inline(always)]
-    unsafe fn group(&self, s: S, i: usize) -> [S::F; GROUP / LANES] {
+    fn vectors(
+        &self,
+        s: S,
+        i: usize,
+        m: usize,
+        buf: &mut [f32; GROUP],
+    ) -> Option<[S::F; GROUP / LANES]> {
         match self {
-            SegNoise::Philox { generator, e0 } => generator.group(s, e0 + i as u64),
-            SegNoise::Buffer(buf) => {
-                let p = buf.as_ptr();
-                // SAFETY: the caller keeps `i + GROUP` within the segment.
-                std::array::from_fn(|k| unsafe { T::load(s, p.add(i + k * LANES)) })
+            SegNoise::Philox { generator, e0 } => {
+                let first = e0 + i as u64;
+                let skip = (first % 4) as usize;
+                let v = generator.group(s, first - skip as u64);
+                if m == GROUP && skip == 0 {
+                    return Some(v);
+                }
+                let mut all = [0.0f32; GROUP];
+                for (k, &x) in v.iter().enumerate() {
+                    // SAFETY: `all` holds `GROUP` floats.
+                    unsafe { s.store_f32(all.as_mut_ptr().add(k * LANES), x) };
+                }
+                // `skip + m ≤ GROUP`: a head ends on the block boundary, a
+                // tail starts on one.
+                buf[..m].copy_from_slice(&all[skip..skip + m]);
+                None
             }
-        }
-    }
-
-    /// The noise of elements `i .. i + out.len()` as f32, into `out`.
-    #[inline(always)]
-    fn fill(&self, s: S, i: usize, out: &mut [f32]) {
-        match self {
-            SegNoise::Philox { generator, e0 } => generator.fill(s, e0 + i as u64, out),
-            SegNoise::Buffer(buf) => {
-                let src = buf[i..i + out.len()].as_ptr();
-                let dst = out.as_mut_ptr();
-                for_lanes!(out.len(), |k, n, TAIL| {
-                    // SAFETY: `k + n ≤ out.len()` for both buffers.
+            SegNoise::Buffer(src) => {
+                let p = src[i..i + m].as_ptr();
+                if m == GROUP {
+                    // SAFETY: `i + GROUP` is within the segment.
+                    return Some(std::array::from_fn(|k| unsafe {
+                        T::load(s, p.add(k * LANES))
+                    }));
+                }
+                let dst = buf.as_mut_ptr();
+                for_lanes!(m, |k, n, TAIL| {
+                    // SAFETY: `k + n ≤ m` for both buffers.
                     unsafe {
-                        let v = crate::simd::ld::<S, T, TAIL>(s, src, k, n);
+                        let v = crate::simd::ld::<S, T, TAIL>(s, p, k, n);
                         crate::simd::st::<S, f32, TAIL>(s, dst, k, n, v);
                     }
                 });
+                None
             }
         }
     }
@@ -314,8 +335,8 @@ impl<S: Simd, T: Lanes> SegNoise<'_, S, T> {
 /// Whole groups of [`GROUP`] (32) elements take their noise straight from
 /// the generator's registers, so the normals never go through memory; only
 /// the ragged ends (a head up to the first Philox block boundary, a tail
-/// under 32 elements) are generated into a small buffer and read back. The
-/// body is compiled for the groups and for both ends.
+/// under 32 elements) go through a small buffer ([`SegNoise::vectors`]).
+/// The body is compiled for the groups and for the ragged ends.
 macro_rules! for_noisy_lanes {
     ($s:expr, $noise:expr, $len:expr, |$i:ident, $n:ident, $tail:ident, $xi:ident| $body:block) => {{
         let s = $s;
@@ -326,40 +347,40 @@ macro_rules! for_noisy_lanes {
                 for_lanes!(len, |$i, $n, $tail| $body);
             }
             Some(noise) => {
-                // A ragged range `lo .. hi` through the buffer, then the
-                // groups, then the last ragged range.
+                // The head (up to the first Philox block boundary), whole
+                // groups, and the last ragged range, all through one call
+                // of the generator per step.
                 let mut lo = 0usize;
-                let mut hi = noise.head().min(len);
+                let head = noise.head().min(len);
                 let mut buf = [0.0f32; $crate::rng::simd::GROUP];
-                loop {
-                    if lo < hi {
-                        noise.fill(s, lo, &mut buf[..hi - lo]);
-                        for_lanes!(hi - lo, |k, $n, $tail| {
-                            let $i = lo + k;
-                            // SAFETY: `k + n ≤ hi − lo ≤ GROUP`.
-                            let $xi = unsafe {
-                                $crate::simd::ld::<_, f32, $tail>(s, buf.as_ptr(), k, $n)
-                            };
-                            $body
-                        });
-                    }
-                    if hi == len {
-                        break;
-                    }
-                    lo = hi;
-                    while lo + $crate::rng::simd::GROUP <= len {
-                        // SAFETY: `lo + GROUP ≤ len`, `lo − head` a multiple of GROUP.
-                        let xis = unsafe { noise.group(s, lo) };
-                        for (k, &xv) in xis.iter().enumerate() {
-                            let $i = lo + k * $crate::simd::LANES;
-                            let $n = $crate::simd::LANES;
-                            const $tail: bool = false;
-                            let $xi = xv;
-                            $body
+                while lo < len {
+                    let m = if lo == 0 && head > 0 {
+                        head
+                    } else {
+                        $crate::rng::simd::GROUP.min(len - lo)
+                    };
+                    match noise.vectors(s, lo, m, &mut buf) {
+                        Some(xis) => {
+                            for (k, &xv) in xis.iter().enumerate() {
+                                let $i = lo + k * $crate::simd::LANES;
+                                let $n = $crate::simd::LANES;
+                                const $tail: bool = false;
+                                let $xi = xv;
+                                $body
+                            }
                         }
-                        lo += $crate::rng::simd::GROUP;
+                        None => {
+                            for_lanes!(m, |k, $n, $tail| {
+                                let $i = lo + k;
+                                // SAFETY: `k + n ≤ m ≤ GROUP`.
+                                let $xi = unsafe {
+                                    $crate::simd::ld::<_, f32, $tail>(s, buf.as_ptr(), k, $n)
+                                };
+                                $body
+                            });
+                        }
                     }
-                    hi = len;
+                    lo += m;
                 }
             }
         }

@@ -114,6 +114,16 @@ pub struct WgpuBackend {
     inner: Box<Inner>,
 }
 
+/// Waits for submitted work before the device goes: Mesa's lavapipe
+/// compiles a shader on its queue thread at the first dispatch, and a
+/// device torn down (or a process exiting) under that thread crashed in
+/// LLVM (seen as a SIGSEGV/SIGABRT after a test binary's last test).
+impl Drop for WgpuBackend {
+    fn drop(&mut self) {
+        let _ = adapter::wait(self);
+    }
+}
+
 impl std::ops::Deref for WgpuBackend {
     type Target = Inner;
     fn deref(&self) -> &Inner {
