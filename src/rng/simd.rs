@@ -8,10 +8,10 @@
 //! Lane `j` of a vector holds block `b + j` of one sample: one call yields
 //! blocks `b .. b + 8`, i.e. elements `4b .. 4b + 32`.
 //!
-//! Cost (AVX2, callgrind, `benches/profile.rs randn f32`): 12.5
+//! Cost (AVX2, callgrind, `benches/profile.rs randn f32`): 13.6
 //! instructions per normal written by a fused kernel, about 5 of them
 //! Philox, 4 Box–Muller, the rest register spills, the transpose into
-//! element order and the store.
+//! element order, the kernel's group dispatch and the store.
 
 use crate::simd::{LANES, Simd};
 
