@@ -516,15 +516,7 @@ impl<S: Schedule> Sampler for DdimRenoise<S> {
     fn name(&self) -> String {
         "ddim(2Δλ)+renoise".into()
     }
-    fn schedule(&self) -> &dyn Schedule {
-        &self.schedule
-    }
-    fn prediction(&self) -> Prediction {
-        self.prediction
-    }
-    fn steps(&self) -> &Steps {
-        &self.steps
-    }
+    crate::sampler::sampler_fields!();
     fn stages(&self, step: usize) -> Result<Vec<Stage>> {
         let (t, s) = self.steps.get(step)?;
         let (s2, d, r) = self.rows(t, s)?;

@@ -20,6 +20,7 @@
 //! and well inside the bound, while a wrong coefficient or noise stream
 //! shows up at 1e-2 or more.
 
+use gaussflow::claims::uniform_grid;
 use gaussflow::reference;
 use gaussflow::sampler::{
     Ddim, DdimOptions, DpmSolverPP2M, DpmppOptions, Guided, Heun, Plan, Sampler, Steps,
@@ -131,18 +132,6 @@ fn assert_close(label: &str, got: &[f64], want: &[f64]) -> f64 {
     }
     eprintln!("{label}: worst relative error {worst:e}");
     worst
-}
-
-fn uniform_grid(t0: f64, t1: f64, n: usize) -> Vec<f64> {
-    (0..=n)
-        .map(|k| {
-            if k == n {
-                t1
-            } else {
-                t0 + (t1 - t0) * k as f64 / n as f64
-            }
-        })
-        .collect()
 }
 
 fn sampler_noise(id: u32) -> impl FnMut(u32) -> Vec<f64> {

@@ -56,6 +56,7 @@ macro_rules! sampler_fields {
         }
     };
 }
+pub(crate) use sampler_fields;
 
 mod ddim;
 mod dpmpp;

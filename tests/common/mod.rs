@@ -145,7 +145,7 @@ fn exit_without_driver_teardown_at_exit() {
         ) -> libc::c_int;
     }
     extern "C" fn handler(status: libc::c_int, _: *mut libc::c_void) {
-        for engines in [ENGINES.get()].into_iter().flatten() {
+        if let Some(engines) = ENGINES.get() {
             for e in engines {
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.synchronize()));
             }
