@@ -1,4 +1,4 @@
-//! Criterion benchmarks of the fused kernels (DESIGN §10, issue #7): every
+//! Criterion benchmarks of the fused kernels (docs/DESIGN.md §10, issue #7): every
 //! op × backend present × storage type × size (64K, 1M, 16M elements), with
 //! `Throughput::Bytes` the op's minimal bytes (each input read once, each
 //! output written once), and in the same group, on the same backend and
@@ -12,7 +12,7 @@
 //!
 //! Backends: the CPU, plus CUDA and a hardware wgpu adapter when present,
 //! or the one `GAUSSFLOW_BACKEND` names (`GAUSSFLOW_BACKEND=wgpu` for
-//! lavapipe); see `gaussflow::bench::default_backends`.
+//! lavapipe); see `gaussflow::lab::bench::default_backends`.
 //!
 //! `cargo bench --bench kernels -- 'step/ddim/f32'` filters as usual;
 //! `GAUSSFLOW_BENCH_SIZES=65536,1048576` and `GAUSSFLOW_BENCH_DTYPES=f32`
@@ -21,7 +21,7 @@
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use gaussflow::bench::{self, BenchOp, CopyCeiling, Workload};
+use gaussflow::lab::bench::{self, BenchOp, CopyCeiling, Workload};
 use gaussflow::{DType, Engine};
 
 fn list<T: std::str::FromStr + Clone>(var: &str, default: &[T]) -> Vec<T> {

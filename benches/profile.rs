@@ -14,7 +14,7 @@
 //! elements processed so per-element counts can be derived. The CPU SIMD
 //! path is chosen as usual (`GAUSSFLOW_CPU_SIMD=portable` forces the other).
 
-use gaussflow::bench::{BenchOp, CopyCeiling, Workload};
+use gaussflow::lab::bench::{BenchOp, CopyCeiling, Workload};
 use gaussflow::{DType, Engine};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

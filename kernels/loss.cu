@@ -1,4 +1,4 @@
-// Weighted loss and its gradient (DESIGN §4), per sample b with a LossRow:
+// Weighted loss and its gradient (docs/DESIGN.md §4), per sample b with a LossRow:
 //   δ = pred − target (target read, or rebuilt as fma(d, ξ, c·x))
 //   grad = (2w/D)·δ          L_b = w · Σ δ² / D
 // Two launches with a fixed reduction order, so the same input gives the same

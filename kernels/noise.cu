@@ -1,4 +1,4 @@
-// Forward noising (DESIGN §4): per sample b, with row (a, b, c, d),
+// Forward noising (docs/DESIGN.md §4): per sample b, with row (a, b, c, d),
 //   z = fma(b, ξ, a·x)        target = fma(d, ξ, c·x)
 // exactly as the canonical CPU kernel (src/backend/cpu.rs).
 

@@ -1,4 +1,4 @@
-// Weighted loss and its gradient (DESIGN §4), two entry points:
+// Weighted loss and its gradient (docs/DESIGN.md §4), two entry points:
 //
 // `partial`: one workgroup per (sample, block of LOSS_BLOCK = 256 × 16
 //   elements). Invocation i takes the block's elements 16i … 16i + 15,

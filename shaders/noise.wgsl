@@ -1,4 +1,4 @@
-// Fused forward noising (DESIGN §4), one quad of elements per invocation:
+// Fused forward noising (docs/DESIGN.md §4), one quad of elements per invocation:
 //   z = fma(b, ξ, a·x)        target = fma(d, ξ, c·x)
 // exactly the CPU kernel's operations. Row: (a, b, c, d).
 // Flags: TARGET (also write the target); noise from PHILOX or NOISE_BUF.

@@ -1,4 +1,4 @@
-// One fused sampler step (DESIGN §4), one quad of elements per invocation,
+// One fused sampler step (docs/DESIGN.md §4), one quad of elements per invocation,
 // exactly the CPU kernel's operations:
 //   x̂  = clamp(fma(h3, in3, fma(h2, in2, fma(h1, in1, h0·in0))), −clip, clip)
 //   out = fma(cξ, ξ, fma(cx̂, x̂, fma(o3, in3, fma(o2, in2, fma(o1, in1, o0·in0)))))

@@ -12,11 +12,10 @@ use crate::tensor::DType;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Error {
     /// A slice or vector had the wrong number of elements.
-    #[error("{what}: expected length {expected}, got {got}")]
     Length {
         /// Which argument.
         what: String,
@@ -27,7 +26,6 @@ pub enum Error {
     },
 
     /// A tensor had the wrong `[B, D]` shape.
-    #[error("{what}: expected shape [{}, {}], got [{}, {}]", expected[0], expected[1], got[0], got[1])]
     Shape {
         /// Which argument.
         what: String,
@@ -38,7 +36,6 @@ pub enum Error {
     },
 
     /// A tensor had the wrong storage type.
-    #[error("{what}: expected dtype {expected}, got {got}")]
     DType {
         /// Which argument.
         what: String,
@@ -49,7 +46,6 @@ pub enum Error {
     },
 
     /// A scalar (coefficient, weight, schedule value) was NaN or infinite.
-    #[error("non-finite {what}: {value}")]
     NonFinite {
         /// Which value, with its position (e.g. `step row 3 coefficient out[1]`).
         what: String,
@@ -58,7 +54,6 @@ pub enum Error {
     },
 
     /// A diffusion time outside `[0, 1]`.
-    #[error("{what}: time {t} is outside [0, 1]")]
     TimeOutOfRange {
         /// Which argument.
         what: String,
@@ -67,7 +62,6 @@ pub enum Error {
     },
 
     /// A sampler step must go backwards in diffusion time, from `t` to `s < t`.
-    #[error("sampler step must go from t to s < t (towards data), got t = {t}, s = {s}")]
     StepDirection {
         /// Start time of the step.
         t: f64,
@@ -77,7 +71,6 @@ pub enum Error {
 
     /// A prediction type cannot be converted to `(x̂, ε̂)` at this time,
     /// e.g. ε-prediction where `α = 0` or score where `σ = 0`.
-    #[error("{prediction} prediction cannot be inverted at t = {t}: {reason}")]
     NotInvertible {
         /// The prediction type.
         prediction: Prediction,
@@ -88,7 +81,6 @@ pub enum Error {
     },
 
     /// An argument is malformed in a way none of the variants above describes.
-    #[error("invalid {what}: {reason}")]
     InvalidArgument {
         /// Which argument.
         what: String,
@@ -97,7 +89,6 @@ pub enum Error {
     },
 
     /// A backend could not be started.
-    #[error("{backend} backend unavailable: {reason}")]
     BackendUnavailable {
         /// Which backend.
         backend: BackendKind,
@@ -106,7 +97,6 @@ pub enum Error {
     },
 
     /// A tensor belongs to another backend than the engine it was given to.
-    #[error("{what}: tensor lives on the {tensor} backend but the engine runs {engine}")]
     WrongBackend {
         /// Which argument.
         what: String,
@@ -118,7 +108,6 @@ pub enum Error {
 
     /// The backend (or this adapter) cannot do what was asked, e.g. f16 storage
     /// on an adapter without `SHADER_F16`.
-    #[error("{backend} backend does not support {what}: {reason}")]
     Unsupported {
         /// Which backend.
         backend: BackendKind,
@@ -129,7 +118,6 @@ pub enum Error {
     },
 
     /// The device reported an error while running a kernel or copying data.
-    #[error("{backend} device error: {message}")]
     Device {
         /// Which backend.
         backend: BackendKind,
@@ -137,6 +125,66 @@ pub enum Error {
         message: String,
     },
 }
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Length {
+                what,
+                expected,
+                got,
+            } => write!(f, "{what}: expected length {expected}, got {got}"),
+            Error::Shape {
+                what,
+                expected,
+                got,
+            } => write!(
+                f,
+                "{what}: expected shape [{}, {}], got [{}, {}]",
+                expected[0], expected[1], got[0], got[1]
+            ),
+            Error::DType {
+                what,
+                expected,
+                got,
+            } => write!(f, "{what}: expected dtype {expected}, got {got}"),
+            Error::NonFinite { what, value } => write!(f, "non-finite {what}: {value}"),
+            Error::TimeOutOfRange { what, t } => write!(f, "{what}: time {t} is outside [0, 1]"),
+            Error::StepDirection { t, s } => write!(
+                f,
+                "sampler step must go from t to s < t (towards data), got t = {t}, s = {s}"
+            ),
+            Error::NotInvertible {
+                prediction,
+                t,
+                reason,
+            } => write!(
+                f,
+                "{prediction} prediction cannot be inverted at t = {t}: {reason}"
+            ),
+            Error::InvalidArgument { what, reason } => write!(f, "invalid {what}: {reason}"),
+            Error::BackendUnavailable { backend, reason } => {
+                write!(f, "{backend} backend unavailable: {reason}")
+            }
+            Error::WrongBackend {
+                what,
+                engine,
+                tensor,
+            } => write!(
+                f,
+                "{what}: tensor lives on the {tensor} backend but the engine runs {engine}"
+            ),
+            Error::Unsupported {
+                backend,
+                what,
+                reason,
+            } => write!(f, "{backend} backend does not support {what}: {reason}"),
+            Error::Device { backend, message } => write!(f, "{backend} device error: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
 
 impl Error {
     /// Shorthand for [`Error::InvalidArgument`].

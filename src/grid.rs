@@ -1,5 +1,5 @@
 //! Sampling grids: the descending times `t_0 > t_1 > … ≥ 0` a sampler
-//! visits (DESIGN §2, §4a).
+//! visits (docs/DESIGN.md §2, §4a).
 //!
 //! Generic grids ([`uniform_t`], [`uniform_log_snr`], [`karras`]) work on
 //! any [`Schedule`]. The library grids reproduce what diffusers and

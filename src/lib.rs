@@ -10,19 +10,17 @@
 //! backends (CPU, wgpu, CUDA) that compute the same function and are tested
 //! against an f64 [`reference`](mod@reference).
 //!
-//! Conventions (DESIGN §1): diffusion time `t ∈ [0, 1]`, `t = 0` data,
+//! Conventions (docs/DESIGN.md §1): diffusion time `t ∈ [0, 1]`, `t = 0` data,
 //! `t = 1` noise; `z_t = α_t x + σ_t ε`; `λ_t = log(α_t²/σ_t²)`; tensors are
 //! `[B, D]` row-major with per-sample scalars as length-`B` vectors.
 
 #![warn(missing_docs)]
 
 pub mod backend;
-pub mod bench;
-pub mod claims;
 pub mod error;
 pub mod grid;
-pub mod likelihood;
-pub mod models;
+#[cfg(feature = "lab")]
+pub mod lab;
 pub mod param;
 pub mod reference;
 pub mod rng;
@@ -32,6 +30,7 @@ pub mod sampling;
 pub mod schedule;
 pub mod sde;
 mod simd;
+mod special;
 pub mod tensor;
 pub mod verify;
 pub mod weighting;

@@ -1,4 +1,4 @@
-//! Parameterizations (DESIGN §3): what a network predicts, and the exact
+//! Parameterizations (docs/DESIGN.md §3): what a network predicts, and the exact
 //! conversion of any prediction to `(x̂, ε̂)`.
 //!
 //! Every prediction is linear in the clean data and the noise,
@@ -27,8 +27,9 @@ use crate::error::{Error, Result};
 use crate::schedule::ScheduleAt;
 
 /// What a network predicts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Prediction {
     /// Clean data `x` (diffusers `sample`).
     X,

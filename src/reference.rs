@@ -1,4 +1,4 @@
-//! The f64 reference (DESIGN §8, §9): every operation and every sampler
+//! The f64 reference (docs/DESIGN.md §8, §9): every operation and every sampler
 //! written literally from the formulas, in `(x̂, ε̂)` form, over f64 slices.
 //!
 //! This is the oracle the coefficient rows and the kernels are tested
@@ -47,7 +47,7 @@ fn step_ends<S: Schedule + ?Sized>(
 
 /// `(x̂, ε̂)` from the state `z` and the prediction `p` at `at`:
 /// with `p = c_x x + c_ε ε` and `det = α c_ε − σ c_x`,
-/// `x̂ = (c_ε z − σ p)/det`, `ε̂ = (α p − c_x z)/det` (DESIGN §3).
+/// `x̂ = (c_ε z − σ p)/det`, `ε̂ = (α p − c_x z)/det` (docs/DESIGN.md §3).
 pub fn x_eps_at(
     prediction: Prediction,
     at: &ScheduleAt,
@@ -244,7 +244,7 @@ fn score(prediction: Prediction, at: &ScheduleAt, eps_hat: &[f64]) -> Result<Vec
     Ok(eps_hat.iter().map(|&e| -e / at.sigma).collect())
 }
 
-/// `f_t = α′/α` and `g_t² = 2σσ′ − 2 f σ²` (DESIGN §5).
+/// `f_t = α′/α` and `g_t² = 2σσ′ − 2 f σ²` (docs/DESIGN.md §5).
 fn f_g2(at: &ScheduleAt) -> (f64, f64) {
     let f = at.d_alpha / at.alpha;
     (
@@ -464,7 +464,7 @@ pub type Model<'a> = dyn FnMut(f64, &[f64]) -> Result<Vec<f64>> + 'a;
 
 /// The noise of model evaluation number `k` (0-based, counting every model
 /// call of the loop): the loops draw `ξ` for the step that follows call `k`
-/// as `noise(k)`. With Philox, stream `k` (DESIGN §6).
+/// as `noise(k)`. With Philox, stream `k` (docs/DESIGN.md §6).
 pub type NoiseFn<'a> = dyn FnMut(u32) -> Vec<f64> + 'a;
 
 /// A DDIM loop with churn `η` over `(t, s)` steps from `z`.

@@ -1,7 +1,7 @@
 //! Coefficient rows: the plain data the host algebra hands to the kernels.
 //!
 //! Every fused kernel is affine in its tensors once a few per-sample scalars
-//! are known (DESIGN §4). The host computes those scalars in f64 (the
+//! are known (docs/DESIGN.md §4). The host computes those scalars in f64 (the
 //! `*Coeffs` types) and narrows them to f32 rows (the `*Row` types, `#[repr(C)]`
 //! and 16-byte multiples so the same bytes go to WGSL and CUDA). Samplers
 //! produce rows; backends consume them; neither sees the other.

@@ -19,7 +19,7 @@
 //!
 //! * [`RunNoise::Philox`] (the default, what [`Driver::run`] uses): generated
 //!   in the kernel, Philox key `(seed, stream = stage index, stage's domain)`
-//!   for the caller's sample ids (DESIGN §6), so a sample's noise does not
+//!   for the caller's sample ids (docs/DESIGN.md §6), so a sample's noise does not
 //!   depend on its batch;
 //! * [`RunNoise::Supplied`]: the caller fills a `[B, D]` tensor for each
 //!   stage that draws noise ([`NoiseCall`]), e.g. noise recorded from

@@ -1,4 +1,4 @@
-//! Diffusion ⇄ flow matching (DESIGN §5).
+//! Diffusion ⇄ flow matching (docs/DESIGN.md §5).
 //!
 //! Diffusion hyperparameters `(f_t, g_t, η_t)` — the forward SDE
 //! `dz = f_t z dt + g_t dw` and the churn `η_t` of the sampler — and flow
@@ -10,7 +10,7 @@
 //! f_t = α′_t/α_t,         g_t² = 2σσ′ − 2(α′/α)σ² = 2 α_t σ_t (σ_t/α_t)′,  η_t = ε_t/g_t.
 //! ```
 //!
-//! (DESIGN's map is `α_0 = 1`, `σ_0 = 0`.) The generative SDE in reverse
+//! (docs/DESIGN.md's map is `α_0 = 1`, `σ_0 = 0`.) The generative SDE in reverse
 //! diffusion time is `dz = [v − ½ ε_t² ∇log p_t] dt + ε_t dw̄` with the
 //! probability-flow velocity `v = f z − ½ g² ∇log p_t`.
 //!
@@ -124,7 +124,7 @@ pub fn diffusion_at<S: Schedule + ?Sized>(schedule: &S, t: f64, eps: f64) -> Res
 }
 
 /// Diffusion hyperparameters `(f, g, η)` as callables, with the schedule
-/// they define (DESIGN §5, `(f, g, η) → (α, σ, ε)`).
+/// they define (docs/DESIGN.md §5, `(f, g, η) → (α, σ, ε)`).
 #[derive(Clone)]
 pub struct Sde {
     eta: ScalarFn,

@@ -13,8 +13,9 @@ use crate::backend::BackendKind;
 use crate::error::{Error, Result};
 
 /// Storage type of a tensor. Arithmetic is always f32.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum DType {
     /// IEEE binary32.
     F32,
@@ -411,7 +412,9 @@ pub struct View<'a> {
 #[derive(Debug)]
 pub(crate) enum ViewData<'a> {
     Host(HostSlice<'a>),
+    #[cfg(feature = "wgpu")]
     Wgpu(crate::backend::wgpu::WgpuRef<'a>),
+    #[cfg(feature = "cuda")]
     Cuda(crate::backend::cuda::CudaRef<'a>),
 }
 
@@ -426,7 +429,9 @@ pub struct ViewMut<'a> {
 #[derive(Debug)]
 pub(crate) enum ViewMutData<'a> {
     Host(HostSliceMut<'a>),
+    #[cfg(feature = "wgpu")]
     Wgpu(crate::backend::wgpu::WgpuRef<'a>),
+    #[cfg(feature = "cuda")]
     Cuda(crate::backend::cuda::CudaMut<'a>),
 }
 
@@ -457,6 +462,7 @@ impl<'a> View<'a> {
         })
     }
 
+    #[cfg(feature = "wgpu")]
     /// Views `B · D` elements of `dtype` in a caller's `wgpu::Buffer`, from
     /// byte `offset`, without a copy (wgpu backend). The buffer must come
     /// from the engine's device (see [`Engine::as_wgpu`](crate::Engine::as_wgpu)),
@@ -472,6 +478,7 @@ impl<'a> View<'a> {
         })
     }
 
+    #[cfg(feature = "cuda")]
     /// Views a caller's CUDA device memory as `[B, D]` (CUDA backend), with
     /// no copy; its length must be `B · D`. The engine's launches are ordered
     /// after the work on the view's stream and before later work on it.
@@ -495,7 +502,9 @@ impl<'a> View<'a> {
     pub fn dtype(&self) -> DType {
         match &self.data {
             ViewData::Host(s) => s.dtype(),
+            #[cfg(feature = "wgpu")]
             ViewData::Wgpu(r) => r.dtype(),
+            #[cfg(feature = "cuda")]
             ViewData::Cuda(r) => r.dtype(),
         }
     }
@@ -504,7 +513,9 @@ impl<'a> View<'a> {
     pub fn backend(&self) -> BackendKind {
         match &self.data {
             ViewData::Host(_) => BackendKind::Cpu,
+            #[cfg(feature = "wgpu")]
             ViewData::Wgpu(_) => BackendKind::Wgpu,
+            #[cfg(feature = "cuda")]
             ViewData::Cuda(_) => BackendKind::Cuda,
         }
     }
@@ -525,6 +536,7 @@ impl<'a> ViewMut<'a> {
         })
     }
 
+    #[cfg(feature = "wgpu")]
     /// A writable view of a caller's `wgpu::Buffer`, without a copy; the
     /// same rules as [`View::wgpu`].
     pub fn wgpu(buffer: &'a wgpu::Buffer, offset: u64, shape: Shape, dtype: DType) -> Result<Self> {
@@ -536,6 +548,7 @@ impl<'a> ViewMut<'a> {
         })
     }
 
+    #[cfg(feature = "cuda")]
     /// Views a caller's mutable CUDA device memory as `[B, D]` (CUDA
     /// backend), with no copy; its length must be `B · D`.
     pub fn cuda<T: crate::backend::cuda::CudaElement>(
@@ -558,7 +571,9 @@ impl<'a> ViewMut<'a> {
     pub fn dtype(&self) -> DType {
         match &self.data {
             ViewMutData::Host(s) => s.dtype(),
+            #[cfg(feature = "wgpu")]
             ViewMutData::Wgpu(r) => r.dtype(),
+            #[cfg(feature = "cuda")]
             ViewMutData::Cuda(r) => r.dtype(),
         }
     }
@@ -567,7 +582,9 @@ impl<'a> ViewMut<'a> {
     pub fn backend(&self) -> BackendKind {
         match &self.data {
             ViewMutData::Host(_) => BackendKind::Cpu,
+            #[cfg(feature = "wgpu")]
             ViewMutData::Wgpu(_) => BackendKind::Wgpu,
+            #[cfg(feature = "cuda")]
             ViewMutData::Cuda(_) => BackendKind::Cuda,
         }
     }
@@ -585,10 +602,11 @@ pub struct Tensor {
 
 /// Backing memory of a [`Tensor`].
 #[derive(Debug)]
-#[allow(dead_code)] // Wgpu: constructed once that backend is built
 pub(crate) enum Storage {
     Host(HostData),
+    #[cfg(feature = "wgpu")]
     Wgpu(crate::backend::wgpu::WgpuBuffer),
+    #[cfg(feature = "cuda")]
     Cuda(crate::backend::cuda::CudaBuffer),
 }
 
@@ -602,7 +620,9 @@ impl Tensor {
     pub fn dtype(&self) -> DType {
         match &self.storage {
             Storage::Host(d) => d.dtype(),
+            #[cfg(feature = "wgpu")]
             Storage::Wgpu(b) => b.dtype(),
+            #[cfg(feature = "cuda")]
             Storage::Cuda(b) => b.dtype(),
         }
     }
@@ -611,15 +631,19 @@ impl Tensor {
     pub fn backend(&self) -> BackendKind {
         match &self.storage {
             Storage::Host(_) => BackendKind::Cpu,
+            #[cfg(feature = "wgpu")]
             Storage::Wgpu(_) => BackendKind::Wgpu,
+            #[cfg(feature = "cuda")]
             Storage::Cuda(_) => BackendKind::Cuda,
         }
     }
 
+    #[cfg(feature = "wgpu")]
     /// The wgpu buffer holding the elements from byte 0, if the tensor lives
     /// on the wgpu backend (for a caller's own shaders or copies).
     pub fn wgpu_buffer(&self) -> Option<&wgpu::Buffer> {
         match &self.storage {
+            #[cfg(feature = "wgpu")]
             Storage::Wgpu(b) => Some(b.buffer()),
             _ => None,
         }
@@ -629,7 +653,9 @@ impl Tensor {
     pub fn view(&self) -> View<'_> {
         let data = match &self.storage {
             Storage::Host(d) => ViewData::Host(d.as_slice()),
+            #[cfg(feature = "wgpu")]
             Storage::Wgpu(b) => ViewData::Wgpu(b.as_ref()),
+            #[cfg(feature = "cuda")]
             Storage::Cuda(b) => ViewData::Cuda(b.as_ref()),
         };
         View {
@@ -642,7 +668,9 @@ impl Tensor {
     pub fn view_mut(&mut self) -> ViewMut<'_> {
         let data = match &mut self.storage {
             Storage::Host(d) => ViewMutData::Host(d.as_slice_mut()),
+            #[cfg(feature = "wgpu")]
             Storage::Wgpu(b) => ViewMutData::Wgpu(b.as_ref()),
+            #[cfg(feature = "cuda")]
             Storage::Cuda(b) => ViewMutData::Cuda(b.as_mut()),
         };
         ViewMut {

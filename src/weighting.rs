@@ -1,4 +1,4 @@
-//! Training objectives (DESIGN §7): time distributions, loss weightings, and
+//! Training objectives (docs/DESIGN.md §7): time distributions, loss weightings, and
 //! the per-sample coefficients of the fused noising and loss kernels.
 //!
 //! # One currency: the weight on the x-MSE
@@ -13,7 +13,7 @@
 //! ([`k_pred`]): `k_x = 1`, `k_ε = e^λ`, `k_v = σ²(e^λ + 1)²`,
 //! `k_velocity = k_flow-velocity = (σ′e^{λ/2} − α′)²` (`(1 + e^{λ/2})²` on the
 //! flow schedule), `k_score = e^λ/σ²`. (The seed post's `σ²(e^{−λ}+1)²` for
-//! v is wrong; DESIGN §5 errata.)
+//! v is wrong; docs/DESIGN.md §5 errata.)
 //!
 //! A training run draws `t ~ p(t)` and minimises `w_b ‖p̂ − p‖²/D`. Every
 //! [`Weighting`] fixes the weight `w_x(t)` on the x-MSE of a sample drawn at
@@ -57,7 +57,7 @@ pub fn k_pred(prediction: Prediction, at: &ScheduleAt) -> f64 {
 
 /// Standard normal CDF `Φ(x) = ½ erfc(−x/√2)`.
 pub fn normal_cdf(x: f64) -> f64 {
-    0.5 * libm::erfc(-x / std::f64::consts::SQRT_2)
+    0.5 * crate::special::erfc(-x / std::f64::consts::SQRT_2)
 }
 
 /// Standard normal density `φ(x) = e^{−x²/2}/√(2π)`.
@@ -195,7 +195,7 @@ impl TimeDistribution {
     }
 
     /// SD3's `logit_mean = m`, `logit_std = s`: logit-normal with mean `−m`
-    /// in our `t` (DESIGN §4a). SD3 also discretises `t` to 1000 steps and
+    /// in our `t` (docs/DESIGN.md §4a). SD3 also discretises `t` to 1000 steps and
     /// applies the schedule's shift; do that on the schedule side.
     pub fn sd3_logit_normal(m: f64, s: f64) -> Result<Self> {
         Self::logit_normal(-m, s)

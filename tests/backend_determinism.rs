@@ -1,4 +1,4 @@
-//! Same input, same bits (DESIGN §4, §6): the loss reduction has a fixed
+//! Same input, same bits (docs/DESIGN.md §4, §6): the loss reduction has a fixed
 //! order, so it is bit-identical run to run, and no kernel's result depends
 //! on the number of threads running it (each test runs inside rayon pools of
 //! 1, 2 and 3 threads; the CPU backend uses the pool it is called from).

@@ -1,4 +1,4 @@
-//! Noise is keyed by the caller's sample id, not the batch slot (DESIGN §6):
+//! Noise is keyed by the caller's sample id, not the batch slot (docs/DESIGN.md §6):
 //! a sample's results (noising, a noisy sampler step, a rebuilt-target loss)
 //! are bit-identical whatever the batch size, its slot, an offset or an
 //! explicit id vector, and a batch split in two equals the unsplit batch.

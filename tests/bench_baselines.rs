@@ -4,7 +4,7 @@
 //! same result as the fused launch, to f32 rounding of its extra passes.
 
 use gaussflow::Engine;
-use gaussflow::bench::{BenchOp, Workload};
+use gaussflow::lab::bench::{BenchOp, Workload};
 use gaussflow::tensor::DType;
 
 fn max_rel(a: &[f32], b: &[f32]) -> f64 {

@@ -9,11 +9,11 @@
 //! test prints the measured numbers (`--nocapture`) and asserts the claim's
 //! criterion, which `gaussflow claims` prints as PASS/FAIL. The criteria
 //! and their statistical reasoning are documented on each function of
-//! `gaussflow::claims`.
+//! `gaussflow::lab::claims`.
 
 mod common;
 
-use gaussflow::claims::{self, ClaimReport};
+use gaussflow::lab::claims::{self, ClaimReport};
 
 fn check(r: &ClaimReport) {
     eprintln!(

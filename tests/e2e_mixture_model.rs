@@ -1,4 +1,4 @@
-//! The Gaussian mixture model (`gaussflow::models`) against independent
+//! The Gaussian mixture model (`gaussflow::lab::models`) against independent
 //! facts: its denoiser and density by numerical quadrature over the data,
 //! its score, Jacobian and divergence by finite differences and by the
 //! SDE form `∇·v = d f − ½ g² Δ log p`, its sampler by moments, its driver
@@ -7,7 +7,7 @@
 
 mod common;
 
-use gaussflow::models::{
+use gaussflow::lab::models::{
     GaussianMixture, MixtureModel, initial_state, sliced_wasserstein, slicing_directions,
 };
 use gaussflow::sampler::{Ddim, DdimOptions, DpmSolverPP2M, DpmppOptions, Guided, Sampler, Steps};
@@ -401,7 +401,7 @@ fn engine_run_matches_the_host_run() {
     let mix = GaussianMixture::three_modes_2d();
     let other = GaussianMixture::gaussian(&[0.5, 0.5], 1.0).unwrap();
     let sch = VpCosine;
-    let steps = Steps::from_grid(&gaussflow::claims::uniform_grid(0.99, 0.0, 30)).unwrap();
+    let steps = Steps::from_grid(&gaussflow::grid::uniform_t(30, 0.99, 0.0).unwrap().t).unwrap();
     let samplers: Vec<Box<dyn Sampler>> = vec![
         Box::new(
             Ddim::new(

@@ -81,7 +81,7 @@ mod common;
 
 use std::sync::Arc;
 
-use gaussflow::models::{
+use gaussflow::lab::models::{
     GaussianMixture, MixtureModel, initial_state, sliced_wasserstein, slicing_directions,
 };
 use gaussflow::sampler::{

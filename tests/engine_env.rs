@@ -1,4 +1,4 @@
-//! `GAUSSFLOW_BACKEND` (DESIGN §8): an unknown name is an InvalidArgument,
+//! `GAUSSFLOW_BACKEND` (docs/DESIGN.md §8): an unknown name is an InvalidArgument,
 //! an explicitly requested backend that cannot start is BackendUnavailable,
 //! never a panic and never a silent fallback.
 //!

@@ -16,17 +16,17 @@
 //! adds `O(h²) ≈ 1e-8`), and that the estimator's own sample standard
 //! error is within 25% of `σ_M`.
 
-use gaussflow::likelihood::{
+use gaussflow::lab::likelihood::{
     Divergence, MixtureFlow, Opaque, VelocityField, gaussian_log_density, hutchinson_divergence,
     log_density, probe,
 };
-use gaussflow::models::GaussianMixture;
+use gaussflow::lab::models::GaussianMixture;
 use gaussflow::schedule::{Flow, Ve, VpCosine, VpLinear};
 use gaussflow::{Domain, Error, NoiseKey, Schedule};
 
 /// `n` uniform steps from `t0` up to `t1`.
 fn grid(t0: f64, t1: f64, n: usize) -> Vec<f64> {
-    let mut g = gaussflow::claims::uniform_grid(t1, t0, n);
+    let mut g = gaussflow::grid::uniform_t(n, t1, t0).unwrap().t;
     g.reverse();
     g
 }

@@ -1,4 +1,4 @@
-//! Pins the Philox counter layout, version 1 (DESIGN §6): which counter and
+//! Pins the Philox counter layout, version 1 (docs/DESIGN.md §6): which counter and
 //! key words a (seed, sample id, stream, domain, element) addresses, which
 //! lane of the block an element takes, the u32 → uniform map and the
 //! Box–Muller pairing.

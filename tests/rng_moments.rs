@@ -1,4 +1,4 @@
-//! Statistical and accuracy checks of the Box–Muller normals (DESIGN §6).
+//! Statistical and accuracy checks of the Box–Muller normals (docs/DESIGN.md §6).
 //!
 //! Moments over N = 10⁶ draws, each within 4 standard errors of the normal
 //! distribution's value. For N i.i.d. standard normals the estimators' standard

@@ -20,7 +20,6 @@
 //! and well inside the bound, while a wrong coefficient or noise stream
 //! shows up at 1e-2 or more.
 
-use gaussflow::claims::uniform_grid;
 use gaussflow::reference;
 use gaussflow::sampler::{
     Ddim, DdimOptions, DpmSolverPP2M, DpmppOptions, Guided, Heun, Plan, Sampler, Steps,
@@ -30,6 +29,11 @@ use gaussflow::schedule::{Flow, Ve, VpCosine, VpLinear};
 use gaussflow::{
     DType, Domain, Engine, HostTensor, NoiseKey, Prediction, SampleIds, Schedule, Shape, Tensor,
 };
+
+/// `n` uniform steps from `t0` down to `t1` (numpy's linspace, as diffusers).
+fn uniform_grid(t0: f64, t1: f64, n: usize) -> Vec<f64> {
+    gaussflow::grid::uniform_t(n, t0, t1).unwrap().t
+}
 
 const B: usize = 3;
 const D: usize = 7;

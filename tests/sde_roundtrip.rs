@@ -1,4 +1,4 @@
-//! Diffusion ⇄ flow matching (DESIGN §5): `(α, σ, ε) → (f, g, η) → (α, σ, ε)`
+//! Diffusion ⇄ flow matching (docs/DESIGN.md §5): `(α, σ, ε) → (f, g, η) → (α, σ, ε)`
 //! for every built-in schedule and `(f, g) → (α, σ) → (f, g)` for a
 //! user-supplied SDE, within 1e-8; the correct (not the seed texts') forms of
 //! `g²`; and the Fokker–Planck consistency of the generative SDE.

@@ -1,4 +1,4 @@
-//! Weighting identities (DESIGN §7, with its errata), each checked against an
+//! Weighting identities (docs/DESIGN.md §7, with its errata), each checked against an
 //! independent derivation or a library's own formula.
 
 use gaussflow::reference;
@@ -38,7 +38,7 @@ fn rel(a: f64, b: f64) -> f64 {
 
 /// `‖p̂ − p‖² = k_p ‖x̂ − x‖²`, measured: random `x`, `ε`, a random wrong
 /// `x̂` at the same state (so `ε̂ = (z − α x̂)/σ`), the predictions from the
-/// reference; and `k_p` against the closed forms of DESIGN §7:
+/// reference; and `k_p` against the closed forms of docs/DESIGN.md §7:
 /// `k_v = σ²(e^λ+1)²` (not the seed post's `σ²(e^{−λ}+1)²`),
 /// `k_ε = e^λ`, `k_u = (σ′e^{λ/2} − α′)²`.
 #[test]
@@ -476,4 +476,40 @@ fn bad_parameters() {
         o.loss_weight(&VpCosine, 1.5),
         Err(Error::TimeOutOfRange { .. })
     ));
+}
+
+/// The normal CDF against CPython's `math.erfc` (an independent
+/// implementation: `0.5 * math.erfc(-x / math.sqrt(2))`, printed with
+/// `repr`), across the body and both tails down to f64's subnormal edge.
+/// gaussflow has its own `erfc` (no math library in the core).
+#[test]
+fn normal_cdf_matches_cpython_erfc() {
+    const CPYTHON: [(f64, f64); 15] = [
+        (-37.5, 4.605353009582584e-308),
+        (-20.0, 2.7536241186063314e-89),
+        (-8.0, 6.220960574271819e-16),
+        (-5.0, 2.866515718791946e-07),
+        (-2.5, 0.006209665325776139),
+        (-1.7, 0.044565462758543076),
+        (-1.0, 0.15865525393145707),
+        (-0.5, 0.3085375387259869),
+        (-0.1, 0.460172162722971),
+        (0.0, 0.5),
+        (0.3, 0.6179114221889526),
+        (1.0, 0.8413447460685429),
+        (1.7, 0.955434537241457),
+        (2.5, 0.9937903346742238),
+        (5.0, 0.9999997133484281),
+    ];
+    for (x, want) in CPYTHON {
+        let got = normal_cdf(x);
+        let rel = ((got - want) / want).abs();
+        assert!(
+            rel <= 4e-15,
+            "Φ({x}) = {got:e}, CPython {want:e}, rel {rel:e}"
+        );
+    }
+    assert!(normal_cdf(f64::NAN).is_nan());
+    assert_eq!(normal_cdf(f64::NEG_INFINITY), 0.0);
+    assert_eq!(normal_cdf(f64::INFINITY), 1.0);
 }

@@ -1,4 +1,4 @@
-//! Backends and the [`Engine`] that selects one at run time (DESIGN §8).
+//! Backends and the [`Engine`] that selects one at run time (docs/DESIGN.md §8).
 //!
 //! Three implementations of one set of fused kernels (`noise`, `step`,
 //! `loss`): [`cpu`], [`wgpu`] and [`cuda`], held in one enum that every
@@ -7,10 +7,12 @@
 //! it; backends may assume shapes, dtypes, row counts and finiteness are right.
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
 pub mod cuda;
 mod ops;
 mod timing;
 pub(crate) mod validate;
+#[cfg(feature = "wgpu")]
 pub mod wgpu;
 
 pub use ops::{LossOp, Noise, NoiseOp, RowTable, Rows, SampleIds, StepOp, Target};
@@ -21,8 +23,9 @@ use crate::rows::Row;
 use crate::tensor::{DType, HostTensor, Shape, Tensor, View, ViewMut};
 
 /// Which backend runs the kernels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum BackendKind {
     /// Rust kernels on all CPU cores.
     Cpu,
@@ -71,7 +74,8 @@ impl std::str::FromStr for BackendKind {
 pub const BACKEND_ENV: &str = "GAUSSFLOW_BACKEND";
 
 /// One backend the engine tried to start, and how it went.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Attempt {
     /// The backend.
     pub backend: BackendKind,
@@ -127,7 +131,9 @@ pub(crate) trait Kernels {
 #[derive(Debug)]
 pub(crate) enum Backend {
     Cpu(cpu::CpuBackend),
+    #[cfg(feature = "wgpu")]
     Wgpu(wgpu::WgpuBackend),
+    #[cfg(feature = "cuda")]
     Cuda(cuda::CudaBackend),
 }
 
@@ -135,7 +141,9 @@ impl Backend {
     fn describe(&self) -> String {
         match self {
             Backend::Cpu(b) => b.describe(),
+            #[cfg(feature = "wgpu")]
             Backend::Wgpu(b) => b.describe(),
+            #[cfg(feature = "cuda")]
             Backend::Cuda(b) => b.describe(),
         }
     }
@@ -145,7 +153,9 @@ macro_rules! dispatch {
     ($self:expr, $b:ident => $e:expr) => {
         match &$self.backend {
             Backend::Cpu($b) => $e,
+            #[cfg(feature = "wgpu")]
             Backend::Wgpu($b) => $e,
+            #[cfg(feature = "cuda")]
             Backend::Cuda($b) => $e,
         }
     };
@@ -164,18 +174,30 @@ pub struct Engine {
     attempts: Vec<Attempt>,
 }
 
+/// The error of a backend that this build of gaussflow does not contain.
+#[cfg(not(all(feature = "wgpu", feature = "cuda")))]
+fn not_built(kind: BackendKind) -> Error {
+    Error::BackendUnavailable {
+        backend: kind,
+        reason: format!(
+            "gaussflow was built without its `{kind}` feature (enable it in Cargo.toml)"
+        ),
+    }
+}
+
 impl Engine {
+    /// An engine on `backend`, recording it as the one attempt.
+    fn from_backend(kind: BackendKind, backend: Backend) -> Engine {
+        let attempts = vec![Attempt {
+            backend: kind,
+            outcome: Ok(backend.describe()),
+        }];
+        Engine { backend, attempts }
+    }
+
     /// The CPU backend (always available).
     pub fn cpu() -> Engine {
-        let b = cpu::CpuBackend::new();
-        let attempts = vec![Attempt {
-            backend: BackendKind::Cpu,
-            outcome: Ok(b.describe()),
-        }];
-        Engine {
-            backend: Backend::Cpu(b),
-            attempts,
-        }
+        Engine::from_backend(BackendKind::Cpu, Backend::Cpu(cpu::CpuBackend::new()))
     }
 
     /// The CPU backend with explicit options (e.g. the portable kernels on
@@ -183,52 +205,47 @@ impl Engine {
     /// is not available.
     pub fn cpu_with(options: cpu::CpuOptions) -> Result<Engine> {
         let b = cpu::CpuBackend::with_options(options)?;
-        let attempts = vec![Attempt {
-            backend: BackendKind::Cpu,
-            outcome: Ok(b.describe()),
-        }];
-        Ok(Engine {
-            backend: Backend::Cpu(b),
-            attempts,
-        })
+        Ok(Engine::from_backend(BackendKind::Cpu, Backend::Cpu(b)))
     }
 
     /// The wgpu backend on the best adapter, software adapters (lavapipe,
-    /// llvmpipe) included: asking for wgpu explicitly allows them.
+    /// llvmpipe) included: asking for wgpu explicitly allows them. Without
+    /// the `wgpu` feature, an [`Error::BackendUnavailable`] saying so.
     pub fn wgpu() -> Result<Engine> {
-        Self::with_wgpu(wgpu::WgpuOptions::any_adapter())
+        #[cfg(feature = "wgpu")]
+        return Self::with_wgpu(wgpu::WgpuOptions::any_adapter());
+        #[cfg(not(feature = "wgpu"))]
+        return Err(not_built(BackendKind::Wgpu));
+    }
+
+    /// The wgpu backend on a hardware adapter only (what [`Engine::auto`]
+    /// tries): a software adapter such as lavapipe is refused.
+    pub fn wgpu_hardware() -> Result<Engine> {
+        #[cfg(feature = "wgpu")]
+        return Self::with_wgpu(wgpu::WgpuOptions::hardware());
+        #[cfg(not(feature = "wgpu"))]
+        return Err(not_built(BackendKind::Wgpu));
     }
 
     /// The wgpu backend with explicit options.
+    #[cfg(feature = "wgpu")]
     pub fn with_wgpu(options: wgpu::WgpuOptions) -> Result<Engine> {
         let b = wgpu::WgpuBackend::new(options)?;
-        let attempts = vec![Attempt {
-            backend: BackendKind::Wgpu,
-            outcome: Ok(b.describe()),
-        }];
-        Ok(Engine {
-            backend: Backend::Wgpu(b),
-            attempts,
-        })
+        Ok(Engine::from_backend(BackendKind::Wgpu, Backend::Wgpu(b)))
     }
 
     /// An engine on a wgpu backend set up by the caller, e.g. with
     /// [`WgpuBackend::from_device`](wgpu::WgpuBackend::from_device) on the
     /// device its own framework uses.
+    #[cfg(feature = "wgpu")]
     pub fn from_wgpu(backend: wgpu::WgpuBackend) -> Engine {
-        let attempts = vec![Attempt {
-            backend: BackendKind::Wgpu,
-            outcome: Ok(backend.describe()),
-        }];
-        Engine {
-            backend: Backend::Wgpu(backend),
-            attempts,
-        }
+        Engine::from_backend(BackendKind::Wgpu, Backend::Wgpu(backend))
     }
 
     /// The wgpu backend, if this engine runs one: its device and queue (to
     /// create buffers the kernels can take without a copy) and its
     /// timestamp timing.
+    #[cfg(feature = "wgpu")]
     pub fn as_wgpu(&self) -> Option<&wgpu::WgpuBackend> {
         match &self.backend {
             Backend::Wgpu(b) => Some(b),
@@ -236,35 +253,32 @@ impl Engine {
         }
     }
 
-    /// The CUDA backend on device `ordinal`.
+    /// The CUDA backend on device `ordinal`. Without the `cuda` feature, an
+    /// [`Error::BackendUnavailable`] saying so.
     pub fn cuda(ordinal: usize) -> Result<Engine> {
-        let b = cuda::CudaBackend::new(ordinal)?;
-        let attempts = vec![Attempt {
-            backend: BackendKind::Cuda,
-            outcome: Ok(b.describe()),
-        }];
-        Ok(Engine {
-            backend: Backend::Cuda(b),
-            attempts,
-        })
+        #[cfg(feature = "cuda")]
+        {
+            let b = cuda::CudaBackend::new(ordinal)?;
+            Ok(Engine::from_backend(BackendKind::Cuda, Backend::Cuda(b)))
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = ordinal;
+            Err(not_built(BackendKind::Cuda))
+        }
     }
 
     /// The CUDA backend on a caller's stream (and its context), so the
     /// caller's own launches on that stream (a model call, say) and the
     /// engine's are ordered with no events or copies.
+    #[cfg(feature = "cuda")]
     pub fn cuda_on(stream: std::sync::Arc<cudarc::driver::CudaStream>) -> Result<Engine> {
         let b = cuda::CudaBackend::on_stream(stream)?;
-        let attempts = vec![Attempt {
-            backend: BackendKind::Cuda,
-            outcome: Ok(b.describe()),
-        }];
-        Ok(Engine {
-            backend: Backend::Cuda(b),
-            attempts,
-        })
+        Ok(Engine::from_backend(BackendKind::Cuda, Backend::Cuda(b)))
     }
 
     /// The stream a CUDA engine launches on (`None` for other backends).
+    #[cfg(feature = "cuda")]
     pub fn cuda_stream(&self) -> Option<&std::sync::Arc<cudarc::driver::CudaStream>> {
         match &self.backend {
             Backend::Cuda(b) => Some(b.stream()),
@@ -278,6 +292,7 @@ impl Engine {
     /// Work the caller puts on [`Engine::cuda_stream`] inside `f` is
     /// captured too. Rows must be shared or in a [`RowTable`], sample ids an
     /// offset, and a loss must have run once at its size before.
+    #[cfg(feature = "cuda")]
     pub fn cuda_graph(&self, f: impl FnOnce(&Engine) -> Result<()>) -> Result<cuda::CudaGraphStep> {
         match &self.backend {
             Backend::Cuda(b) => b.capture(|| f(self)),
@@ -307,22 +322,17 @@ impl Engine {
             return Engine::new(kind);
         }
         let mut attempts = Vec::new();
-        let candidates: [(BackendKind, &dyn Fn() -> Result<Backend>); 2] = [
-            (BackendKind::Cuda, &|| {
-                cuda::CudaBackend::new(0).map(Backend::Cuda)
-            }),
-            (BackendKind::Wgpu, &|| {
-                wgpu::WgpuBackend::new(wgpu::WgpuOptions::hardware()).map(Backend::Wgpu)
-            }),
+        type Start = fn() -> Result<Engine>;
+        let candidates: [(BackendKind, Start); 2] = [
+            (BackendKind::Cuda, || Engine::cuda(0)),
+            (BackendKind::Wgpu, Engine::wgpu_hardware),
         ];
         for (kind, start) in candidates {
             match start() {
-                Ok(backend) => {
-                    attempts.push(Attempt {
-                        backend: kind,
-                        outcome: Ok(backend.describe()),
-                    });
-                    return Ok(Engine { backend, attempts });
+                Ok(mut engine) => {
+                    attempts.append(&mut engine.attempts);
+                    engine.attempts = attempts;
+                    return Ok(engine);
                 }
                 Err(e) => attempts.push(Attempt {
                     backend: kind,
@@ -330,12 +340,10 @@ impl Engine {
                 }),
             }
         }
-        let backend = Backend::Cpu(cpu::CpuBackend::new());
-        attempts.push(Attempt {
-            backend: BackendKind::Cpu,
-            outcome: Ok(backend.describe()),
-        });
-        Ok(Engine { backend, attempts })
+        let mut engine = Engine::cpu();
+        attempts.append(&mut engine.attempts);
+        engine.attempts = attempts;
+        Ok(engine)
     }
 
     /// The backend named by `GAUSSFLOW_BACKEND`, if the variable is set and
@@ -367,7 +375,9 @@ impl Engine {
     pub fn kind(&self) -> BackendKind {
         match &self.backend {
             Backend::Cpu(_) => BackendKind::Cpu,
+            #[cfg(feature = "wgpu")]
             Backend::Wgpu(_) => BackendKind::Wgpu,
+            #[cfg(feature = "cuda")]
             Backend::Cuda(_) => BackendKind::Cuda,
         }
     }

@@ -85,10 +85,11 @@ pub struct RowTable<R: Row> {
 
 /// Where a [`RowTable`]'s rows live on the device.
 #[derive(Debug)]
-#[allow(dead_code)] // Wgpu: constructed once that backend is built
 pub(crate) enum RowDevice {
     Host,
+    #[cfg(feature = "wgpu")]
     Wgpu(super::wgpu::WgpuRows),
+    #[cfg(feature = "cuda")]
     Cuda(super::cuda::CudaRows),
 }
 
@@ -107,7 +108,9 @@ impl<R: Row> RowTable<R> {
     pub fn backend(&self) -> BackendKind {
         match self.device {
             RowDevice::Host => BackendKind::Cpu,
+            #[cfg(feature = "wgpu")]
             RowDevice::Wgpu(_) => BackendKind::Wgpu,
+            #[cfg(feature = "cuda")]
             RowDevice::Cuda(_) => BackendKind::Cuda,
         }
     }
@@ -166,7 +169,7 @@ impl SampleIds<'_> {
 /// Where the noise `ξ` of a kernel comes from.
 #[derive(Debug)]
 pub enum Noise<'a> {
-    /// Generated in the kernel from Philox4x32-10 (DESIGN §6).
+    /// Generated in the kernel from Philox4x32-10 (docs/DESIGN.md §6).
     Philox {
         /// Seed, stream and domain.
         key: NoiseKey,

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use crate::error::Result;
 
 /// The clock behind a [`Timings`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Clock {
     /// Host wall clock around the launches and a full synchronisation (the
     /// CPU backend; launch overhead included).
@@ -19,7 +20,8 @@ pub enum Clock {
 }
 
 /// The time of each repetition of a timed launch.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Timings {
     /// One duration per repetition, in order.
     pub samples: Vec<Duration>,

@@ -98,7 +98,9 @@ fn rows<R: Row>(engine: &Engine, rows: &Rows<'_, R>, batch: usize) -> Result<()>
         Rows::Table { table, .. } => {
             let where_ = match table.device {
                 RowDevice::Host => BackendKind::Cpu,
+                #[cfg(feature = "wgpu")]
                 RowDevice::Wgpu(_) => BackendKind::Wgpu,
+                #[cfg(feature = "cuda")]
                 RowDevice::Cuda(_) => BackendKind::Cuda,
             };
             backend_of(engine.kind(), &format!("{} table", R::NAME), where_)?;

@@ -1,5 +1,5 @@
 //! Counter-based noise: Philox4x32-10 and Box–Muller, the same stream on
-//! every backend (DESIGN §6).
+//! every backend (docs/DESIGN.md §6).
 //!
 //! # Layout, version 1 ([`LAYOUT_VERSION`])
 //!

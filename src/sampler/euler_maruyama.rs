@@ -1,4 +1,4 @@
-//! Euler–Maruyama on the reverse-time SDE with churn `η` (DESIGN §4, §5).
+//! Euler–Maruyama on the reverse-time SDE with churn `η` (docs/DESIGN.md §4, §5).
 
 use super::{Sampler, Stage, Steps, combine, finish, non_negative, require_score, step_ends};
 use crate::error::Result;

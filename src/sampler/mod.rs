@@ -1,4 +1,4 @@
-//! Samplers (DESIGN §4): every update from `t` to `s < t` written once in
+//! Samplers (docs/DESIGN.md §4): every update from `t` to `s < t` written once in
 //! `(x̂, ε̂)` form and turned, on the host in f64, into the coefficient row of
 //! one fused step launch. A sampler never sees a tensor.
 //!
@@ -26,7 +26,7 @@
 //!   | classifier-free guidance | [`guided`] | `p = p_u + w (p_c − p_u)` folded into any row |
 //!   | forward renoising | [`renoise_row`] | `z_t = (α_t/α_s) z_s + sqrt(σ_t² − (α_t/α_s)² σ_s²) ξ` |
 //!
-//!   with `ŝ = −ε̂/σ_t` the score, `f = α′/α`, `g² = 2σσ′ − 2fσ²` (DESIGN §5).
+//!   with `ŝ = −ε̂/σ_t` the score, `f = α′/α`, `g² = 2σσ′ − 2fσ²` (docs/DESIGN.md §5).
 //!
 //! * **Sampler objects** implementing [`Sampler`]: a list of steps
 //!   ([`Steps`]) and, per step, its [`Stage`]s. Each stage is one model
@@ -56,9 +56,9 @@ macro_rules! sampler_fields {
         }
     };
 }
-pub(crate) use sampler_fields;
 
 mod ddim;
+mod ddim_renoise;
 mod dpmpp;
 mod euler_maruyama;
 mod flow_euler;
@@ -71,6 +71,7 @@ mod plan;
 mod steps;
 
 pub use ddim::{ClipSample, Ddim, DdimOptions, churn_variance, ddim_row};
+pub use ddim_renoise::DdimRenoise;
 pub use dpmpp::{DpmSolverPP2M, DpmppOptions, dpmpp_2m_row};
 pub use euler_maruyama::{EulerMaruyama, euler_maruyama_row};
 pub use flow_euler::{FlowEuler, flow_euler_row};

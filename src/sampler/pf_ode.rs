@@ -12,7 +12,7 @@ use crate::schedule::Schedule;
 /// z_s = z_t + (s − t) (f_t z_t − ½ g_t² ŝ),   ŝ = −ε̂/σ_t
 /// ```
 ///
-/// with `f = α′/α`, `g² = 2σσ′ − 2fσ²` (DESIGN §5) and `ε̂` from `(z_t, p)`.
+/// with `f = α′/α`, `g² = 2σσ′ − 2fσ²` (docs/DESIGN.md §5) and `ε̂` from `(z_t, p)`.
 /// Unlike DDIM this is not invariant to a scaling of the schedule.
 pub fn pf_ode_euler_row<S: Schedule + ?Sized>(
     schedule: &S,

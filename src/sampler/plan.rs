@@ -45,7 +45,7 @@ impl PlanStage {
 /// after stage, [`Plan::width`] rows each).
 ///
 /// The noise of stage `i` (if any) is Philox with the caller's seed, stream
-/// `i` and the stage's domain (DESIGN §6: the stream is the stage counter).
+/// `i` and the stage's domain (docs/DESIGN.md §6: the stream is the stage counter).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     name: String,

@@ -6,7 +6,7 @@ use crate::error::{Error, Result, check_time};
 ///
 /// Usually consecutive points of a descending grid ([`Steps::from_grid`]),
 /// but any pairs are allowed ([`Steps::from_pairs`]): diffusers' DDIM steps
-/// from timestep `k` to `k − N/n` whatever the next grid point is (DESIGN
+/// from timestep `k` to `k − N/n` whatever the next grid point is (docs/DESIGN.md
 /// §4a), so its state lands at `s` and the next model call is at the next
 /// step's `t`.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,7 +2,7 @@
 //! diffusers and k-diffusion build their schedules and grids with.
 //!
 //! A user who switches from those libraries must be able to reproduce their
-//! integer timesteps and float32 schedule values exactly (DESIGN §4a), and
+//! integer timesteps and float32 schedule values exactly (docs/DESIGN.md §4a), and
 //! those depend on the precise operation sequence of each routine, not only on
 //! the formula. Each function here documents the sequence it copies; the
 //! golden vectors in `tests/data/` check them.

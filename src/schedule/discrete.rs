@@ -176,7 +176,7 @@ impl DiscreteConfig {
 /// diffusers' own `scheduler.alphas_cumprod` with
 /// [`Discrete::from_alphas_cumprod`].
 ///
-/// # The continuous view (DESIGN §4a)
+/// # The continuous view (docs/DESIGN.md §4a)
 ///
 /// Step `k` sits at natural time `t = (k + 1)/N`; write `u = N t − 1` for the
 /// (fractional) step position. Between knots the schedule interpolates

@@ -30,14 +30,14 @@ fn probe_points() -> Vec<f64> {
         .collect()
 }
 
-/// The schedule of the forward SDE `dz = f_t z dt + g_t dw` (DESIGN §5):
+/// The schedule of the forward SDE `dz = f_t z dt + g_t dw` (docs/DESIGN.md §5):
 ///
 /// ```text
 /// α_t = α_0 exp(∫₀ᵗ f),   σ_t² = α_t² (σ_0²/α_0² + ∫₀ᵗ g_s²/α_s² ds),
 /// α′ = f α,               σ′ = f σ + g²/(2σ)   (from 2σσ′ = 2fσ² + g²).
 /// ```
 ///
-/// DESIGN §5's map is the case `α_0 = 1`, `σ_0 = 0` (the default); other
+/// docs/DESIGN.md §5's map is the case `α_0 = 1`, `σ_0 = 0` (the default); other
 /// initial values let `FromSde` reproduce e.g. VE (`σ_0 = σ_min`) or a
 /// [`Scaled`](super::Scaled) schedule. The integrals are computed by adaptive
 /// Gauss–Kronrod quadrature to about `1e-12` relative, the inner one as

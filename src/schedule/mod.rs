@@ -1,4 +1,4 @@
-//! Noise schedules (DESIGN §2), all in f64 on the host.
+//! Noise schedules (docs/DESIGN.md §2), all in f64 on the host.
 //!
 //! A schedule gives the forward process `z_t = α_t x + σ_t ε` on diffusion
 //! time `t ∈ [0, 1]` (`t = 0` data, `t = 1` noise): `α(t)`, `σ(t)`, their time
@@ -15,6 +15,7 @@ mod continuous;
 mod discrete;
 mod from_sde;
 pub mod quad;
+mod time_scaled;
 mod transform;
 pub use continuous::{Flow, Ve, VpCosine, VpLinear};
 pub use discrete::{
@@ -22,6 +23,7 @@ pub use discrete::{
     ZeroSnrTerminal,
 };
 pub use from_sde::{FromFlow, FromSde, ScalarFn};
+pub use time_scaled::{Scaling, TimeScaled};
 pub use transform::{Scaled, Shifted, shift_time, shift_time_derivative, unshift_time};
 
 /// A noise schedule `t ↦ (α_t, σ_t)`.
@@ -58,13 +60,13 @@ pub trait Schedule: Send + Sync + std::fmt::Debug {
         invert_log_snr(self, lambda)
     }
 
-    /// SDE drift coefficient `f_t = α′/α` (DESIGN §5).
+    /// SDE drift coefficient `f_t = α′/α` (docs/DESIGN.md §5).
     fn sde_f(&self, t: f64) -> f64 {
         self.d_alpha(t) / self.alpha(t)
     }
 
     /// SDE diffusion coefficient squared,
-    /// `g_t² = 2σσ′ − 2(α′/α)σ² = 2ασ (σ/α)′` (DESIGN §5).
+    /// `g_t² = 2σσ′ − 2(α′/α)σ² = 2ασ (σ/α)′` (docs/DESIGN.md §5).
     fn sde_g2(&self, t: f64) -> f64 {
         let (a, s) = (self.alpha(t), self.sigma(t));
         2.0 * s * self.d_sigma(t) - 2.0 * (self.d_alpha(t) / a) * s * s
@@ -140,11 +142,11 @@ impl ScheduleAt {
     pub fn rho(&self) -> f64 {
         self.sigma / self.alpha
     }
-    /// SDE drift coefficient `f_t = α′/α` (DESIGN §5).
+    /// SDE drift coefficient `f_t = α′/α` (docs/DESIGN.md §5).
     pub fn f(&self) -> f64 {
         self.d_alpha / self.alpha
     }
-    /// SDE diffusion coefficient squared, `g_t² = 2σσ′ − 2(α′/α)σ²` (DESIGN §5).
+    /// SDE diffusion coefficient squared, `g_t² = 2σσ′ − 2(α′/α)σ²` (docs/DESIGN.md §5).
     pub fn g2(&self) -> f64 {
         2.0 * self.sigma * self.d_sigma
             - 2.0 * (self.d_alpha / self.alpha) * self.sigma * self.sigma

@@ -92,7 +92,7 @@ pub enum LossTarget {
     /// of `(pred − target)²` is an exact f32 integer (below 2²⁴ for
     /// `D < 2²²`) in any summation order, so the loss must be right to a few
     /// roundings ([`Tolerance::exact_sum`]) and a dropped or repeated element
-    /// fails at every size. This pins the order of DESIGN §4's formula: the
+    /// fails at every size. This pins the order of docs/DESIGN.md §4's formula: the
     /// squares are summed, then scaled by `w/D` once.
     ExactSum,
 }
@@ -275,7 +275,8 @@ pub fn run_matrix(runner: &dyn KernelRunner, matrix: &Matrix) -> Vec<CheckRow> {
 }
 
 /// The matrix on one backend, or why it did not run.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct BackendReport {
     /// The backend, and its device or why it could not start.
     pub attempt: Attempt,

@@ -1,14 +1,13 @@
 //! Result rows of the checks (what `gaussflow verify [--json]` prints) and
 //! the comparison of one output with its reference.
 
-use serde::Serialize;
-
 use super::tolerance::Tolerance;
 use crate::tensor::DType;
 
 /// The fused kernel a row checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Op {
     /// Forward noising.
     Noise,
@@ -36,8 +35,9 @@ impl std::fmt::Display for Op {
 }
 
 /// Outcome of one row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum Status {
     /// Every element within tolerance.
     Pass,
@@ -48,7 +48,8 @@ pub enum Status {
 }
 
 /// One output of one kernel run against the reference.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct CheckRow {
     /// What ran it ([`KernelRunner::label`](super::KernelRunner::label)).
     pub runner: String,
@@ -200,7 +201,8 @@ impl RowHead {
 }
 
 /// Counts of a set of rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Summary {
     /// Rows that passed.
     pub passed: usize,

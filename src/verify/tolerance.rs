@@ -29,7 +29,7 @@
 //! with `K` = [`ROUNDINGS`] = 16. No term passes through more than ten f32
 //! roundings (the four of `x̂`, then the six of `out`, in the step with a
 //! clamp), and a backend's normals may differ from the CPU's by up to 4 ulp
-//! (`8u`, DESIGN §6) on the noise term, which is rounded once more; the
+//! (`8u`, docs/DESIGN.md §6) on the noise term, which is rounded once more; the
 //! reference takes its noise from [`NoiseKey::normal`](crate::NoiseKey::normal).
 //! For f32 storage the last rounding is one of the `K` (`ε_s/2` is taken as
 //! 0) and the bound is about 1e-6 of the terms; for f16 and bf16 it is
@@ -76,7 +76,8 @@ pub const SUM_LAMBDA: f64 = 6.0;
 /// An error bound `terms·scale + store·(|value| + terms·scale) + abs`, where
 /// `scale` is the magnitude of the terms that make up the value (never the
 /// value itself) and `value` the reference value.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Tolerance {
     /// Arithmetic error, relative to the magnitude of the terms.
     pub terms: f64,

@@ -1,5 +1,5 @@
 //! A plain device copy: the bandwidth ceiling the benchmarks compare the
-//! fused kernels with (DESIGN §10). The same parallel split as the kernels
+//! fused kernels with (docs/DESIGN.md §10). The same parallel split as the kernels
 //! ([`CHUNK`](super::CHUNK) elements per work item, on all cores), each item
 //! copied 32 bytes at a time with plain vector loads and stores — the
 //! instructions the kernels themselves use — rather than `memcpy`: glibc's

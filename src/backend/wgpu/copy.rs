@@ -1,4 +1,4 @@
-//! A plain device copy, the bandwidth ceiling of the benchmarks (DESIGN §10):
+//! A plain device copy, the bandwidth ceiling of the benchmarks (docs/DESIGN.md §10):
 //! `copy_buffer_to_buffer`, cut into chunks of at most [`MAX_COPY`] bytes.
 //!
 //! `copy_buffer_to_buffer` moves whole 32-bit words between distinct buffers

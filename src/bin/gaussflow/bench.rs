@@ -1,9 +1,9 @@
 //! `gaussflow bench`: every op × backend × dtype × size against the copy
-//! ceiling and the unfused baseline (see `gaussflow::bench`).
+//! ceiling and the unfused baseline (see `gaussflow::lab::bench`).
 
 use std::process::ExitCode;
 
-use gaussflow::bench::{self, BenchConfig, BenchOp, Progress};
+use gaussflow::lab::bench::{self, BenchConfig, BenchOp, Progress};
 use gaussflow::{BackendKind, DType, Engine};
 use indicatif::{ProgressBar, ProgressStyle};
 

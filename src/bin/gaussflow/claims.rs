@@ -1,9 +1,9 @@
 //! `gaussflow claims`: the seed post's nine claims as measured numbers and
-//! PASS/FAIL (see `gaussflow::claims`).
+//! PASS/FAIL (see `gaussflow::lab::claims`).
 
 use std::process::ExitCode;
 
-use gaussflow::claims::{self, ClaimReport, fmt_num};
+use gaussflow::lab::claims::{self, ClaimReport, fmt_num};
 use gaussflow::{BackendKind, Engine};
 
 use crate::out::outln;

@@ -16,13 +16,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use gaussflow::claims::{
-    Scaling, TimeScaled, churn_weights, exact_mixture_path, path_curvature, scaling_label,
-    uniform_grid,
-};
-use gaussflow::models::GaussianMixture;
+use gaussflow::lab::claims::{churn_weights, exact_mixture_path, path_curvature, scaling_label};
+use gaussflow::lab::models::GaussianMixture;
 use gaussflow::sampler::{Ddim, DdimOptions, PfOdeEuler, Sampler, Steps};
 use gaussflow::schedule::{Flow, VpCosine};
+use gaussflow::schedule::{Scaling, TimeScaled};
 use gaussflow::weighting::{Objective, TimeDistribution, Weighting};
 use gaussflow::{Prediction, Schedule};
 use plotters::prelude::*;
@@ -120,7 +118,7 @@ fn trajectories_scaled(path: &Path) -> Res<()> {
         Scaling::ToVp,
     ];
     let (t0, steps) = (0.98, 6);
-    let grid = Steps::from_grid(&uniform_grid(t0, 0.0, steps))?;
+    let grid = Steps::from_grid(&gaussflow::grid::uniform_t(steps, t0, 0.0)?.t)?;
     let base = starts(&Flow, t0, 8);
     let root = SVGBackend::new(path, (1400, 760)).into_drawing_area();
     root.fill(&WHITE)?;

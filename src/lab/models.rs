@@ -673,7 +673,7 @@ fn combine(prediction: Prediction, at: &ScheduleAt, x: &[f64], e: &[f64]) -> Res
 /// second mixture.
 ///
 /// ```
-/// use gaussflow::models::{GaussianMixture, MixtureModel};
+/// use gaussflow::lab::models::{GaussianMixture, MixtureModel};
 /// use gaussflow::sampler::{Ddim, DdimOptions, Sampler, Steps};
 /// use gaussflow::sampling::{Driver, prior_sample};
 /// use gaussflow::{DType, Engine, Prediction, SampleIds, Shape, schedule::VpCosine};

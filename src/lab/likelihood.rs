@@ -29,7 +29,7 @@
 //! and the estimate of `∫∇·v` unbiased.
 
 use crate::error::{Error, Result, check_finite};
-use crate::models::GaussianMixture;
+use crate::lab::models::GaussianMixture;
 use crate::rng::{Domain, NoiseKey};
 use crate::schedule::Schedule;
 

@@ -20,22 +20,23 @@
 //! `c`), so claim 2 separates the samplers only under a time-dependent
 //! scaling `c_t` — the post's figure slides between the flow and VP
 //! schedules, which is such a scaling ([`TimeScaled`]); and the post's
-//! `σ_t = (∫ g² e^{−2∫f})^{1/2}` lacks the factor `α_t` (DESIGN §5 has it).
+//! `σ_t = (∫ g² e^{−2∫f})^{1/2}` lacks the factor `α_t` (docs/DESIGN.md §5 has it).
 
 use crate::backend::{Engine, LossOp, Noise, NoiseOp, SampleIds, Target};
 use crate::error::{Error, Result};
-use crate::models::{
+use crate::grid::{uniform_log_snr, uniform_t};
+use crate::lab::models::{
     DATA_DOMAIN, GaussianMixture, MixtureModel, initial_state, slicing_directions,
 };
 use crate::param::Prediction;
 use crate::rng::{Domain, NoiseKey};
 use crate::rows::{HISTORY, LossRow, MODEL, NoiseRow, STATE, StepCoeffs};
 use crate::sampler::{
-    Ddim, DdimOptions, EulerMaruyama, FlowEuler, PfOdeEuler, Plan, Sampler, Stage, Steps, ddim_row,
-    renoise_row,
+    Ddim, DdimOptions, DdimRenoise, EulerMaruyama, FlowEuler, PfOdeEuler, Plan, Sampler, Steps,
+    ddim_row, renoise_row,
 };
 use crate::sampling::Driver;
-use crate::schedule::{Flow, Schedule, Ve, VpCosine, VpLinear};
+use crate::schedule::{Flow, Scaling, Schedule, TimeScaled, Ve, VpCosine, VpLinear};
 use crate::sde::{Sde, diffusion_at};
 use crate::tensor::{DType, HostTensor, Shape};
 use crate::weighting::{Objective, TimeDistribution, Weighting};
@@ -164,29 +165,6 @@ pub fn run_all(engine: &Engine) -> Vec<(u8, Result<ClaimReport>)> {
 
 // ---------------------------------------------------------------- helpers
 
-/// `n` steps uniform in `t` from `t0` down to `t1`, both ends exact.
-pub fn uniform_grid(t0: f64, t1: f64, n: usize) -> Vec<f64> {
-    (0..=n)
-        .map(|k| {
-            if k == n {
-                t1
-            } else {
-                t0 + (t1 - t0) * k as f64 / n as f64
-            }
-        })
-        .collect()
-}
-
-/// `n` steps uniform in `λ` from `l0` up to `l1`, then a last step to
-/// `t = 0` (`n + 1` steps).
-pub fn log_snr_grid(schedule: &dyn Schedule, l0: f64, l1: f64, n: usize) -> Result<Vec<f64>> {
-    let mut g = (0..=n)
-        .map(|k| schedule.t_from_log_snr(l0 + (l1 - l0) * k as f64 / n as f64))
-        .collect::<Result<Vec<f64>>>()?;
-    g.push(0.0);
-    Ok(g)
-}
-
 fn max_abs(v: &[f64]) -> f64 {
     v.iter().fold(0.0f64, |m, x| m.max(x.abs()))
 }
@@ -250,7 +228,7 @@ pub fn ddim_is_flow_euler(engine: &Engine) -> Result<ClaimReport> {
     let mix = GaussianMixture::three_modes_2d();
     let (n, steps) = (4096, 50);
     let pred = Prediction::Velocity;
-    let grid = Steps::from_grid(&uniform_grid(1.0, 0.0, steps))?;
+    let grid = Steps::from_grid(&uniform_t(steps, 1.0, 0.0)?.t)?;
     let ddim = Ddim::new(Flow, pred, grid.clone(), DdimOptions::ddim())?.plan()?;
     let euler = FlowEuler::new(Flow, pred, grid.clone()).plan()?;
     let rows = b.num("row difference (f64)", plan_difference(&ddim, &euler)?);
@@ -291,92 +269,6 @@ pub fn ddim_is_flow_euler(engine: &Engine) -> Result<ClaimReport> {
 }
 
 // ---------------------------------------------------------------- claim 2
-
-/// How [`TimeScaled`] scales a schedule: `(α, σ) → (c_t α, c_t σ)`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Scaling {
-    /// `c_t = c`.
-    Constant(f64),
-    /// `c_t = c^t`: 1 at the data end, `c` at the noise end.
-    Power(f64),
-    /// `c_t = 1/sqrt(α_t² + σ_t²)` of the inner schedule: the VP schedule
-    /// with the same `λ` (from the flow schedule, `c_t = 1/sqrt((1−t)² + t²)`).
-    ToVp,
-}
-
-/// A schedule scaled by a time-dependent factor: `α = c_t α_in`,
-/// `σ = c_t σ_in`, so `λ` is the inner schedule's, `α′ = c′α_in + c α′_in`.
-/// DDIM's `z/α` and `σ/α` do not see `c_t` at all; the probability-flow
-/// ODE in `z` does (its `f = α′/α` gains `c′/c`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TimeScaled<S> {
-    /// The inner schedule.
-    pub inner: S,
-    /// The scaling.
-    pub scaling: Scaling,
-}
-
-impl<S: Schedule> TimeScaled<S> {
-    /// `inner` scaled by `scaling`; a constant or power must be finite and
-    /// positive.
-    pub fn new(inner: S, scaling: Scaling) -> Result<Self> {
-        if let Scaling::Constant(c) | Scaling::Power(c) = scaling
-            && !(c.is_finite() && c > 0.0)
-        {
-            return Err(Error::invalid(
-                "time-scaled schedule",
-                format!("scale {c} must be finite and positive"),
-            ));
-        }
-        Ok(TimeScaled { inner, scaling })
-    }
-
-    /// `(c_t, c′_t)`.
-    pub fn factor(&self, t: f64) -> (f64, f64) {
-        match self.scaling {
-            Scaling::Constant(c) => (c, 0.0),
-            Scaling::Power(c) => {
-                let v = c.powf(t);
-                (v, c.ln() * v)
-            }
-            Scaling::ToVp => {
-                let (a, s) = (self.inner.alpha(t), self.inner.sigma(t));
-                let (da, ds) = (self.inner.d_alpha(t), self.inner.d_sigma(t));
-                let q = a * a + s * s;
-                (1.0 / q.sqrt(), -(a * da + s * ds) / (q * q.sqrt()))
-            }
-        }
-    }
-}
-
-impl<S: Schedule> Schedule for TimeScaled<S> {
-    fn name(&self) -> String {
-        format!("time-scaled({}, {:?})", self.inner.name(), self.scaling)
-    }
-    fn alpha(&self, t: f64) -> f64 {
-        self.factor(t).0 * self.inner.alpha(t)
-    }
-    fn sigma(&self, t: f64) -> f64 {
-        self.factor(t).0 * self.inner.sigma(t)
-    }
-    fn d_alpha(&self, t: f64) -> f64 {
-        let (c, dc) = self.factor(t);
-        dc * self.inner.alpha(t) + c * self.inner.d_alpha(t)
-    }
-    fn d_sigma(&self, t: f64) -> f64 {
-        let (c, dc) = self.factor(t);
-        dc * self.inner.sigma(t) + c * self.inner.d_sigma(t)
-    }
-    fn log_snr(&self, t: f64) -> f64 {
-        self.inner.log_snr(t)
-    }
-    fn d_log_snr(&self, t: f64) -> f64 {
-        self.inner.d_log_snr(t)
-    }
-    fn t_from_log_snr(&self, lambda: f64) -> Result<f64> {
-        self.inner.t_from_log_snr(lambda)
-    }
-}
 
 /// The scalings of claim 2 and the figures: constant `c ∈ {0.5, 2, 10}`,
 /// `c_t = c^t` for the same `c`, and flow → VP.
@@ -442,7 +334,7 @@ pub fn ddim_scale_invariance(engine: &Engine) -> Result<ClaimReport> {
     let mix = GaussianMixture::three_modes_2d();
     let n = 2048;
     let steps = 10;
-    let grid = Steps::from_grid(&uniform_grid(0.98, 0.0, steps))?;
+    let grid = Steps::from_grid(&uniform_t(steps, 0.98, 0.0)?.t)?;
     let base_t = initial_state(engine, &mix, &Flow, 0.98, n, SEED, DType::F32)?;
     let base = engine.download(&base_t.view())?.to_f64_vec();
     let tol = b.num("f32 tolerance", f32_run_tolerance(steps));
@@ -476,67 +368,6 @@ pub fn ddim_scale_invariance(engine: &Engine) -> Result<ClaimReport> {
 }
 
 // ---------------------------------------------------------------- claim 3
-
-/// DDIM to `λ_t + 2Δλ` then forward renoising to `λ_s = λ_t + Δλ`, as a
-/// two-stage sampler (the renoising stage does not read the model).
-#[derive(Debug, Clone)]
-pub struct DdimRenoise<S> {
-    schedule: S,
-    prediction: Prediction,
-    steps: Steps,
-}
-
-impl<S: Schedule> DdimRenoise<S> {
-    /// The sampler over `steps`; a step to `σ_s = 0` is plain DDIM (both
-    /// samplers end at `x̂` there).
-    pub fn new(schedule: S, prediction: Prediction, steps: Steps) -> Self {
-        DdimRenoise {
-            schedule,
-            prediction,
-            steps,
-        }
-    }
-
-    /// The `(DDIM, renoise)` rows of the step `t → s`, with the DDIM
-    /// target `s₂ = t(2λ_s − λ_t)`; `None` for the renoise of a step to
-    /// `σ_s = 0`.
-    pub fn rows(&self, t: f64, s: f64) -> Result<(f64, StepCoeffs, Option<StepCoeffs>)> {
-        if self.schedule.sigma(s) == 0.0 {
-            let d = ddim_row(&self.schedule, self.prediction, t, s, &DdimOptions::ddim())?;
-            return Ok((s, d, None));
-        }
-        let l2 = 2.0 * self.schedule.log_snr(s) - self.schedule.log_snr(t);
-        let s2 = self.schedule.t_from_log_snr(l2)?;
-        let d = ddim_row(&self.schedule, self.prediction, t, s2, &DdimOptions::ddim())?;
-        Ok((s2, d, Some(renoise_row(&self.schedule, s2, s)?)))
-    }
-}
-
-impl<S: Schedule> Sampler for DdimRenoise<S> {
-    fn name(&self) -> String {
-        "ddim(2Δλ)+renoise".into()
-    }
-    crate::sampler::sampler_fields!();
-    fn stages(&self, step: usize) -> Result<Vec<Stage>> {
-        let (t, s) = self.steps.get(step)?;
-        let (s2, d, r) = self.rows(t, s)?;
-        let mut st = vec![Stage {
-            t,
-            coeffs: d,
-            writes_history: false,
-            noise: None,
-        }];
-        if let Some(r) = r {
-            st.push(Stage {
-                t: s2,
-                coeffs: r,
-                writes_history: false,
-                noise: Some(Domain::SAMPLER_STEP),
-            });
-        }
-        Ok(st)
-    }
-}
 
 /// Composes a DDIM row with a following renoise row (which reads only the
 /// state): `out = a·ddim.out`, noise `= renoise.noise`.
@@ -582,7 +413,16 @@ pub fn ddpm_is_ddim_then_renoise(engine: &Engine) -> Result<ClaimReport> {
     let n = 8192;
     let sch = VpCosine;
     let pred = Prediction::V;
-    let steps = Steps::from_grid(&log_snr_grid(&sch, -10.0, 10.0, 199)?)?;
+    let steps = Steps::from_grid(
+        &uniform_log_snr(
+            &sch,
+            199,
+            sch.t_from_log_snr(-10.0)?,
+            sch.t_from_log_snr(10.0)?,
+        )?
+        .with_final_zero()?
+        .t,
+    )?;
     let t0 = steps.pairs()[0].0;
     let model = MixtureModel::new(&mix, &sch, pred);
     let z1 = initial_state(engine, &mix, &sch, t0, n, SEED, DType::F32)?;
@@ -998,7 +838,7 @@ pub fn prediction_weights(plan: &Plan) -> Result<PredictionWeights> {
 /// with v-prediction, DDIM with churn `η` (0 = DDIM, 1 = DDPM): the post's
 /// churn figure.
 pub fn churn_weights(eta: f64) -> Result<PredictionWeights> {
-    let steps = Steps::from_grid(&uniform_grid(1.0, 0.0, 100))?;
+    let steps = Steps::from_grid(&uniform_t(100, 1.0, 0.0)?.t)?;
     prediction_weights(
         &Ddim::new(VpCosine, Prediction::V, steps, DdimOptions::with_eta(eta))?.plan()?,
     )
@@ -1198,7 +1038,7 @@ pub fn reverse_sde_marginals(engine: &Engine) -> Result<ClaimReport> {
     let (mu, s, d, n) = (0.5, 0.6, 4usize, 2048usize);
     let g = GaussianMixture::gaussian(&vec![mu; d], s)?;
     let sch = VpLinear::default();
-    let steps = Steps::from_grid(&uniform_grid(1.0, 0.0, 1000))?;
+    let steps = Steps::from_grid(&uniform_t(1000, 1.0, 0.0)?.t)?;
     let count = (n * d) as f64;
     let se_m = s / count.sqrt();
     let se_v = s * s * (2.0 / (count - 1.0)).sqrt();

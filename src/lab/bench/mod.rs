@@ -1,4 +1,4 @@
-//! Benchmarks of the fused kernels (DESIGN §10): what each op costs against
+//! Benchmarks of the fused kernels (docs/DESIGN.md §10): what each op costs against
 //! a plain copy of the same bytes and against the unfused way.
 //!
 //! For each (op, dtype, size) on an engine, [`run`] measures
@@ -461,8 +461,7 @@ pub fn default_backends() -> Result<Vec<BackendKind>> {
             if Engine::cuda(0).is_ok() {
                 kinds.push(BackendKind::Cuda);
             }
-            let hardware = crate::backend::wgpu::WgpuOptions::hardware();
-            if crate::backend::wgpu::WgpuBackend::new(hardware).is_ok() {
+            if Engine::wgpu_hardware().is_ok() {
                 kinds.push(BackendKind::Wgpu);
             }
         }
