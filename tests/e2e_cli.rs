@@ -90,3 +90,44 @@ fn claims_table_and_bad_claim_number() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("[FAIL] 12."));
 }
+
+/// `verify` prints one line per op family (with the worst err/tol per
+/// storage type) and the verdict; `--full` prints every row.
+#[test]
+fn verify_prints_a_summary_and_the_full_table_on_request() {
+    let run = |extra: &[&str]| {
+        let out = bin()
+            .args(["verify", "--backend", "cpu", "--sizes", "7"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let summary = run(&[]);
+    for op in ["noise", "step", "loss"] {
+        let line = summary
+            .lines()
+            .find(|l| l.trim_start().starts_with(op))
+            .unwrap_or_else(|| panic!("no {op} line in:\n{summary}"));
+        assert!(
+            line.contains("0 failed") && line.contains("worst err/tol f32 "),
+            "{line}"
+        );
+    }
+    assert!(summary.contains("verify: PASS"), "{summary}");
+    let full = run(&["--full"]);
+    let rows = full
+        .lines()
+        .filter(|l| l.ends_with("PASS") || l.contains(" PASS "))
+        .count();
+    assert!(summary.lines().count() < 15, "summary too long:\n{summary}");
+    assert!(
+        rows >= 78,
+        "expected every row with --full, got {rows}:\n{full}"
+    );
+}

@@ -590,3 +590,71 @@ fn end_points_are_explicit() {
     // Flow and VP cosine.
     assert!(alpha_zero >= 2);
 }
+
+/// Heun from `t = 1` on the flow schedule (`α = 0`, `ρ` infinite): the
+/// first step is first order (one stage, a DDIM step), so the plan builds
+/// and the samples are those of an accurate sampler. It used to fail with
+/// a −inf corrector coefficient.
+#[test]
+fn heun_starts_at_zero_snr_with_a_first_order_step() {
+    let steps = Steps::from_grid(&gaussflow::grid::uniform_t(40, 1.0, 0.0).unwrap().t).unwrap();
+    let heun = Heun::new(Flow, Prediction::Velocity, steps);
+    let plan = Plan::new(&heun).unwrap();
+    // 40 steps: 1 stage from α = 0, 2 each for the next 38, 1 to σ = 0.
+    assert_eq!(plan.stages().len(), 78);
+    assert!(!plan.stages()[0].writes_history);
+    assert_eq!((plan.stages()[1].step, plan.stages()[2].step), (1, 1));
+    // The velocity is invertible at α = 0, so the model is called at t = 1
+    // (run_case refuses end points for the matrix; run the plan directly).
+    let (engine, mix, f) = (Engine::cpu(), GaussianMixture::three_modes_2d(), fresh());
+    let z = initial_state(&engine, &mix, &Flow, 1.0, f.n, SEED, DType::F32).unwrap();
+    let x = MixtureModel::new(&mix, &Flow, Prediction::Velocity)
+        .run(&engine, plan, &z, SEED)
+        .unwrap();
+    let stats = mix.mode_stats(&x).unwrap();
+    let sw = mix
+        .mode_balanced_sliced_wasserstein(&x, &f.reference, &f.dirs)
+        .unwrap();
+    let (weight, mean) = (stats.weight_error(&mix), stats.mean_error(&mix));
+    assert!(
+        weight <= 0.02 && mean <= 0.05 && sw <= 1.5 * f.baseline,
+        "weight err {weight:.4}, mean err {mean:.4}, SW {sw:.4} vs fresh {:.4}",
+        f.baseline
+    );
+}
+
+/// What `Heun`'s docs say about grids, at 10 steps on the flow schedule:
+/// on a Karras grid Heun beats DDIM, on a uniform-`t` grid from 0.999 it is
+/// far worse (its first trapezoid spans `ρ` 999 → 8.9). Mode-balanced SW.
+#[test]
+fn heun_wants_edm_grids() {
+    let (engine, mix, f) = (Engine::cpu(), GaussianMixture::three_modes_2d(), fresh());
+    let sw = |s: &dyn Sampler| {
+        let t0 = s.steps().pairs()[0].0;
+        let z = initial_state(&engine, &mix, s.schedule(), t0, f.n, SEED, DType::F32).unwrap();
+        let x = MixtureModel::new(&mix, s.schedule(), s.prediction())
+            .run(&engine, Plan::new(s).unwrap(), &z, SEED)
+            .unwrap();
+        mix.mode_balanced_sliced_wasserstein(&x, &f.reference, &f.dirs)
+            .unwrap()
+    };
+    let p = Prediction::Velocity;
+    let karras = gaussflow::grid::kdiffusion::sigmas_karras(10, 0.002, 80.0, 7.0).unwrap();
+    let karras = Steps::from_grid(&gaussflow::grid::from_rhos(&Flow, &karras).unwrap().t).unwrap();
+    let uniform = Steps::from_grid(&gaussflow::grid::uniform_t(10, 0.999, 0.0).unwrap().t).unwrap();
+    let heun_k = sw(&Heun::new(Flow, p, karras.clone()));
+    let ddim_k = sw(&Ddim::new(Flow, p, karras, DdimOptions::ddim()).unwrap());
+    let heun_u = sw(&Heun::new(Flow, p, uniform.clone()));
+    let ddim_u = sw(&Ddim::new(Flow, p, uniform, DdimOptions::ddim()).unwrap());
+    eprintln!(
+        "10 steps: Karras heun {heun_k:.3} ddim {ddim_k:.3}; uniform-t heun {heun_u:.3} ddim {ddim_u:.3}"
+    );
+    assert!(
+        heun_k < 0.8 * ddim_k,
+        "Karras: heun {heun_k} vs ddim {ddim_k}"
+    );
+    assert!(
+        heun_u > 3.0 * ddim_u,
+        "uniform t: heun {heun_u} vs ddim {ddim_u}"
+    );
+}

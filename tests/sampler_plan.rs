@@ -353,3 +353,35 @@ fn ddpm_is_ddim_then_renoise() {
         }
     }
 }
+
+/// A sampler chosen at run time plans like a concrete one: `Box<dyn
+/// Sampler>`, `&dyn Sampler` and `Arc<dyn Sampler>` are samplers.
+#[test]
+fn boxed_and_borrowed_samplers_plan() {
+    use gaussflow::sampler::{Ddim, DdimOptions, Heun, Plan, Sampler, Steps};
+    use gaussflow::schedule::VpCosine;
+    let steps = Steps::from_grid(&[0.9, 0.6, 0.3, 0.0]).unwrap();
+    let concrete = Heun::new(VpCosine, gaussflow::Prediction::V, steps.clone());
+    let want = concrete.plan().unwrap();
+    let boxed: Box<dyn Sampler> = Box::new(concrete.clone());
+    assert_eq!(boxed.plan().unwrap(), want);
+    let borrowed: &dyn Sampler = &concrete;
+    assert_eq!(borrowed.plan().unwrap(), want);
+    let shared: std::sync::Arc<dyn Sampler> = std::sync::Arc::new(concrete);
+    assert_eq!(shared.plan().unwrap(), want);
+    assert_eq!(Plan::new(&boxed).unwrap(), want);
+    let chosen: Vec<Box<dyn Sampler>> = vec![
+        Box::new(
+            Ddim::new(
+                VpCosine,
+                gaussflow::Prediction::V,
+                steps.clone(),
+                DdimOptions::ddim(),
+            )
+            .unwrap(),
+        ),
+        boxed,
+    ];
+    assert_eq!(chosen[0].plan().unwrap().stages().len(), 3);
+    assert_eq!(chosen[1].plan().unwrap().stages().len(), 5);
+}

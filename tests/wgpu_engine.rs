@@ -618,3 +618,47 @@ fn a_binding_cap_below_one_loss_block_is_refused() {
         other => panic!("{:?}", other.map(|b| b.adapter_info().clone())),
     }
 }
+
+/// Starts wgpu the ways a user would. Ignored: run by
+/// [`headless_start_is_silent`] in a child process without `XDG_RUNTIME_DIR`.
+#[test]
+#[ignore = "run by headless_start_is_silent in a child process"]
+fn start_engines_headless() {
+    let wgpu = Engine::wgpu().map(|e| e.describe());
+    let auto = Engine::auto().map(|e| e.kind());
+    println!("wgpu: {wgpu:?}; auto: {auto:?}");
+}
+
+/// On a headless machine (no `XDG_RUNTIME_DIR`), starting wgpu writes
+/// nothing to stderr: Mesa's device-selection layer probes for a Wayland
+/// compositor, and libwayland-client used to print "XDG_RUNTIME_DIR is
+/// invalid or not set" once per probe into the caller's terminal.
+#[test]
+fn headless_start_is_silent() {
+    if wgpu_common::engine().is_none() {
+        return; // absent: skipped with a line by wgpu_common (a failure if required)
+    }
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--ignored",
+            "--exact",
+            "start_engines_headless",
+            "--nocapture",
+        ])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("WAYLAND_SOCKET")
+        .output()
+        .expect("re-run the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("wgpu: Ok("),
+        "wgpu did not start headless:\n{stdout}"
+    );
+    assert!(
+        stderr.trim().is_empty(),
+        "starting wgpu wrote to stderr:\n{stderr}"
+    );
+}

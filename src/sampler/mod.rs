@@ -166,13 +166,45 @@ pub trait Sampler {
     fn stages(&self, step: usize) -> Result<Vec<Stage>>;
 
     /// Every stage of the run, rows computed up front.
-    fn plan(&self) -> Result<Plan>
-    where
-        Self: Sized,
-    {
+    fn plan(&self) -> Result<Plan> {
         Plan::new(self)
     }
 }
+
+/// Implements [`Sampler`] for a pointer type by delegating every method to
+/// the sampler it points to.
+macro_rules! delegate_sampler {
+    ($($ptr:ty),*) => {$(
+        impl<S: Sampler + ?Sized> Sampler for $ptr {
+            fn name(&self) -> String {
+                (**self).name()
+            }
+            fn schedule(&self) -> &dyn Schedule {
+                (**self).schedule()
+            }
+            fn prediction(&self) -> Prediction {
+                (**self).prediction()
+            }
+            fn steps(&self) -> &Steps {
+                (**self).steps()
+            }
+            fn grid(&self) -> Vec<f64> {
+                (**self).grid()
+            }
+            fn guided(&self) -> bool {
+                (**self).guided()
+            }
+            fn stages(&self, step: usize) -> Result<Vec<Stage>> {
+                (**self).stages(step)
+            }
+        }
+    )*};
+}
+
+// A boxed or shared sampler chosen at run time (`Box<dyn Sampler>`,
+// `Arc<dyn Sampler>`) is a sampler too, so it can be wrapped (`Guided`,
+// `PredictorCorrector`) like any other.
+delegate_sampler!(Box<S>, std::sync::Arc<S>);
 
 /// Checked schedule values at the two ends of a step from `t` to `s < t`:
 /// both times in `[0, 1]` first, then the direction.

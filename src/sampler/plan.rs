@@ -63,7 +63,7 @@ pub const MAX_STAGES: usize = u32::MAX as usize;
 
 impl Plan {
     /// The plan of one sampler, rows shared by the whole batch.
-    pub fn new(sampler: &dyn Sampler) -> Result<Plan> {
+    pub fn new<S: Sampler + ?Sized>(sampler: &S) -> Result<Plan> {
         let mut stages = Vec::new();
         for step in 0..sampler.steps().len() {
             for (k, st) in sampler.stages(step)?.into_iter().enumerate() {

@@ -28,7 +28,7 @@ pub use checks::{
     BackendReport, Case, DEFAULT_BATCH, DEFAULT_SEED, DEFAULT_SIZES, LossTarget, Matrix,
     NoiseSource, StepVariant, Variant, check, run_backends, run_matrix,
 };
-pub use report::{CheckRow, Op, Status, Summary, format_table};
+pub use report::{CheckRow, Op, Status, Summary, format_summary, format_table};
 pub use tolerance::{ROUNDINGS, SUM_LAMBDA, Tolerance, U32};
 
 use crate::Engine;

@@ -227,6 +227,64 @@ impl Summary {
     }
 }
 
+/// One line per op family: how many rows (variants × outputs × storage types
+/// × sizes) passed, failed or were skipped, and the worst `err/tol` per
+/// storage type (≤ 1 passes). Failed rows follow in full, so a failure is
+/// never summarised away. What `gaussflow verify` prints unless asked for
+/// the full table.
+pub fn format_summary(rows: &[CheckRow]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let mut ops: Vec<Op> = Vec::new();
+    for r in rows {
+        if !ops.contains(&r.op) {
+            ops.push(r.op);
+        }
+    }
+    for op in ops {
+        let of: Vec<&CheckRow> = rows.iter().filter(|r| r.op == op).collect();
+        let mut variants: Vec<&str> = of.iter().map(|r| r.variant.as_str()).collect();
+        variants.sort_unstable();
+        variants.dedup();
+        let count = |st: Status| of.iter().filter(|r| r.status == st).count();
+        let worst: Vec<String> = DType::ALL
+            .iter()
+            .filter_map(|&d| {
+                let w = of
+                    .iter()
+                    .filter(|r| r.dtype == d && r.status != Status::Skip)
+                    .map(|r| r.worst_ratio)
+                    .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))?;
+                Some(format!("{} {w:.3}", d.name()))
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "  {:<5} {:>2} variants, {:>4} rows: {:>4} passed, {} failed, {} skipped; worst err/tol {}",
+            op.name(),
+            variants.len(),
+            of.len(),
+            count(Status::Pass),
+            count(Status::Fail),
+            count(Status::Skip),
+            if worst.is_empty() {
+                "-".into()
+            } else {
+                worst.join(", ")
+            }
+        );
+    }
+    let failed: Vec<CheckRow> = rows
+        .iter()
+        .filter(|r| r.status == Status::Fail)
+        .cloned()
+        .collect();
+    if !failed.is_empty() {
+        let _ = writeln!(s, "failed rows:\n{}", format_table(&failed));
+    }
+    s
+}
+
 /// The rows as a fixed-width text table, one line each, with a header. The
 /// runner column shows the label up to its first `:` (the backend's name;
 /// the full label, with the device, is in [`CheckRow::runner`]).

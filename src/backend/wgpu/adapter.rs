@@ -102,6 +102,7 @@ pub(crate) fn open(options: WgpuOptions) -> Result<WgpuBackend> {
 }
 
 fn open_inner(options: WgpuOptions) -> Result<WgpuBackend> {
+    super::quiet::silence_futile_wayland_probe();
     let instance =
         wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let mut adapters: Vec<wgpu::Adapter> =

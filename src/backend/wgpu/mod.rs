@@ -40,6 +40,7 @@ mod copy;
 mod launch;
 mod memory;
 mod pipelines;
+mod quiet;
 mod template;
 mod timing;
 

@@ -103,11 +103,15 @@ pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             serde_json::to_string_pretty(&serde_json::json!({ "backends": v }))?
         );
     } else {
+        outln!("{}\n", bench::TABLE_LEGEND);
         for r in &reports {
             match &r.device {
                 Ok(d) => {
                     outln!("== bench {} ({d})", r.backend);
                     outln!("{}", bench::format_table(&r.rows));
+                    if let Some(w) = bench::noise_warning(&r.rows) {
+                        outln!("{w}\n");
+                    }
                 }
                 Err(why) => outln!("== bench {}: FAILED to start: {why}\n", r.backend),
             }
@@ -134,5 +138,9 @@ pub fn summary() -> Result<ExitCode, Box<dyn std::error::Error>> {
         engine.describe()
     );
     outln!("{}", bench::format_table(&rows));
+    outln!("{}", bench::TABLE_LEGEND);
+    if let Some(w) = bench::noise_warning(&rows) {
+        outln!("{w}");
+    }
     Ok(ExitCode::SUCCESS)
 }

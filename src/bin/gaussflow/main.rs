@@ -38,7 +38,6 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    quiet_vulkan_loader();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Info(args)) => info::run(&args),
@@ -65,14 +64,4 @@ fn main_job() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
     out::print("\n");
     bench::summary()?;
     Ok(verified)
-}
-
-/// Mesa's Vulkan loader prints "error: XDG_RUNTIME_DIR is invalid or not set"
-/// once per instance when the variable is missing (containers, CI). It is
-/// harmless but reads like a failure, so point it at the temp directory.
-fn quiet_vulkan_loader() {
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        // SAFETY: first thing in main, before any other thread exists.
-        unsafe { std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir()) };
-    }
 }

@@ -24,6 +24,10 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Print every row (op × variant × output × dtype × size), not the
+    /// one-line-per-op summary.
+    #[arg(long)]
+    pub full: bool,
 }
 
 impl Default for Args {
@@ -33,6 +37,7 @@ impl Default for Args {
             sizes: verify::DEFAULT_SIZES.to_vec(),
             dtypes: DType::ALL.to_vec(),
             json: false,
+            full: false,
         }
     }
 }
@@ -80,7 +85,11 @@ pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             match &r.attempt.outcome {
                 Ok(desc) => {
                     outln!("== verify {} ({desc})", r.attempt.backend);
-                    outln!("{}", verify::format_table(&r.rows));
+                    if args.full {
+                        outln!("{}", verify::format_table(&r.rows));
+                    } else {
+                        outln!("{}", verify::format_summary(&r.rows).trim_end());
+                    }
                     let s = Summary::of(&r.rows);
                     outln!(
                         "{}: {} passed, {} failed, {} skipped\n",
@@ -94,6 +103,9 @@ pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             }
         }
         outln!("verify: {}", if failed { "FAIL" } else { "PASS" });
+        if !args.full {
+            outln!("(one line per op family; `gaussflow verify --full` prints every row)");
+        }
     }
     Ok(if failed {
         ExitCode::FAILURE

@@ -250,8 +250,12 @@ pub struct BenchRow {
     pub clock: Clock,
     /// Achieved bandwidth, `bytes / median`, GB/s (10⁹ bytes).
     pub gbps: f64,
-    /// The copy ceiling: bandwidth of a plain copy of the same bytes, GB/s.
+    /// The copy ceiling: bandwidth of a plain copy of the same bytes, GB/s
+    /// (the better of the copies timed just before and just after the op).
     pub copy_gbps: f64,
+    /// How far the two copies timed around the op disagree,
+    /// `|before − after| / min`: the machine's noise during this row.
+    pub copy_spread: f64,
     /// `gbps / copy_gbps`.
     pub copy_fraction: f64,
     /// Median time of the unfused baseline, seconds.
@@ -346,7 +350,9 @@ fn bench_one(
     let mut copy = CopyCeiling::new(engine, dtype, bytes)?;
     let before = copy_gbps(engine, cfg, &mut copy)?;
     let fused = measure(engine, cfg, || w.fused())?;
-    let copy_gbps = before.max(copy_gbps(engine, cfg, &mut copy)?);
+    let after = copy_gbps(engine, cfg, &mut copy)?;
+    let copy_gbps = before.max(after);
+    let copy_spread = (before - after).abs() / before.min(after);
     let unfused = match baseline::passes(op) {
         Some(_) => Some(measure(engine, cfg, || w.unfused().map(|_| ()))?),
         None => None,
@@ -375,6 +381,7 @@ fn bench_one(
         clock: fused.clock,
         gbps,
         copy_gbps,
+        copy_spread,
         copy_fraction: gbps / copy_gbps,
         unfused_s,
         unfused_passes: baseline::passes(op),
@@ -393,6 +400,49 @@ pub fn size_name(n: usize) -> String {
         _ if n >= 1 << 10 && n.is_multiple_of(1 << 10) => format!("{}K", n >> 10),
         _ => n.to_string(),
     }
+}
+
+/// What each column of [`format_table`] means, for a reader of the CLI.
+pub const TABLE_LEGEND: &str = "\
+columns: median µs = median time of the fused op; GB/s = minimal bytes moved (each input read once, \
+each output written once) / median; copy = GB/s of a plain device copy of the same bytes, timed just \
+before and after (the ceiling); ×copy = GB/s / copy (1.0 = at the ceiling); unfused µs / ×unfused = \
+the same update as the separate elementwise passes a PyTorch-eager scheduler makes, and the fused op's \
+speed-up over it; ×gen+comb = speed-up over generating the noise to memory and then combining; \
+Gnormal/s = normals drawn per second in the kernel; µs/step = per sampler step at 64K elements.";
+
+/// Copy-ceiling spread (see [`BenchRow::copy_spread`]) above which a row's
+/// ratios are not to be trusted: the machine was busy while it ran.
+pub const NOISY_SPREAD: f64 = 0.25;
+
+/// A warning naming the rows whose copy ceiling moved by more than
+/// [`NOISY_SPREAD`] while they ran, or `None` if every row was steady.
+pub fn noise_warning(rows: &[BenchRow]) -> Option<String> {
+    let noisy: Vec<String> = rows
+        .iter()
+        .filter(|r| r.copy_spread > NOISY_SPREAD)
+        .map(|r| {
+            format!(
+                "{} {} {} ({:.0}%)",
+                r.op.name(),
+                r.dtype.name(),
+                size_name(r.size),
+                100.0 * r.copy_spread
+            )
+        })
+        .collect();
+    let worst = rows.iter().map(|r| r.copy_spread).fold(0.0f64, f64::max);
+    (!noisy.is_empty()).then(|| {
+        format!(
+            "WARNING: the machine was noisy: the copy ceiling moved by up to {:.0}% between the copies \
+             timed before and after an op in {} of {} rows ({}); ratios there are not to be trusted — \
+             rerun on an idle machine",
+            100.0 * worst,
+            noisy.len(),
+            rows.len(),
+            noisy.join(", ")
+        )
+    })
 }
 
 /// The rows as a fixed-width text table.
