@@ -20,7 +20,7 @@ grep -rln --include='*.rs' -E '\b(cudarc|pollster)::|&.*wgpu::Buffer' src \
     | grep -v -E '^src/backend/(wgpu|cuda)/' | sort | sed 's/^/   names a GPU crate: /'
 
 echo "-- each feature set builds and lints on its own"
-for features in "" "wgpu" "cuda" "serde" "lab" "wgpu,cuda"; do
+for features in "" "wgpu" "cuda" "serde" "lab" "candle" "wgpu,cuda"; do
     echo "   --no-default-features --features '$features'"
     cargo clippy -q -p gaussflow --lib --no-default-features --features "$features" -- -D warnings || fail=1
 done

@@ -19,6 +19,8 @@
 pub mod backend;
 pub mod error;
 pub mod grid;
+#[cfg(feature = "candle")]
+pub mod interop;
 #[cfg(feature = "lab")]
 pub mod lab;
 pub mod param;

@@ -509,6 +509,15 @@ impl<'a> View<'a> {
         }
     }
 
+    /// The host elements a CPU view borrows (no copy); `None` for device memory.
+    pub fn host_slice(&self) -> Option<HostSlice<'_>> {
+        match &self.data {
+            ViewData::Host(s) => Some(*s),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
     /// The backend whose memory this view borrows.
     pub fn backend(&self) -> BackendKind {
         match &self.data {
@@ -611,6 +620,33 @@ pub(crate) enum Storage {
 }
 
 impl Tensor {
+    /// A CPU-backend tensor that takes `host`'s elements as they are (the
+    /// `Vec` changes owner; nothing is copied). Any CPU engine accepts it,
+    /// like the result of `Engine::cpu().upload(&host)`, which copies.
+    pub fn from_host(host: HostTensor) -> Tensor {
+        Tensor {
+            shape: host.shape(),
+            storage: Storage::Host(host.into_data()),
+        }
+    }
+
+    /// The elements of a CPU-backend tensor as a [`HostTensor`], without a
+    /// copy. A tensor on another backend is
+    /// [`Error::WrongBackend`](crate::Error::WrongBackend) (download it with
+    /// [`Engine::download`](crate::Engine::download) instead).
+    pub fn into_host(self) -> Result<HostTensor> {
+        let backend = self.backend();
+        match self.storage {
+            Storage::Host(data) => HostTensor::new(self.shape, data),
+            #[allow(unreachable_patterns)]
+            _ => Err(Error::WrongBackend {
+                what: "tensor taken as host data".into(),
+                engine: BackendKind::Cpu,
+                tensor: backend,
+            }),
+        }
+    }
+
     /// Shape.
     pub fn shape(&self) -> Shape {
         self.shape
