@@ -5,8 +5,7 @@
 //! both ends, and buffers without the copy usages (the step-kernel path),
 //! with the bytes around the destination left untouched.
 
-mod common;
-mod wgpu_common;
+use crate::common;
 
 use gaussflow::backend::Clock;
 use gaussflow::{DType, Engine, HostData, HostTensor, Shape, View, ViewMut};
@@ -38,9 +37,9 @@ fn bits(t: &HostTensor) -> Vec<u32> {
 
 const SHAPES: [(usize, usize); 6] = [(1, 1), (1, 7), (3, 7), (1, 1023), (2, 65537), (5, 4099)];
 
-#[test]
-fn copy_equals_the_source_bit_for_bit_on_every_engine() {
-    for engine in common::engines() {
+#[test(engines)]
+fn copy_equals_the_source_bit_for_bit_on_every_engine(engine: &gaussflow::Engine) {
+    for engine in [engine] {
         for dtype in DType::ALL {
             if !engine.supports(dtype) {
                 continue;
@@ -60,9 +59,9 @@ fn copy_equals_the_source_bit_for_bit_on_every_engine() {
     }
 }
 
-#[test]
-fn timed_copy_gives_one_sample_per_repetition_and_copies() {
-    for engine in common::engines() {
+#[test(engines)]
+fn timed_copy_gives_one_sample_per_repetition_and_copies(engine: &gaussflow::Engine) {
+    for engine in [engine] {
         let shape = Shape::new(3, 1025);
         let host = HostTensor::from_f32(shape, &values(3 * 1025, 5), DType::F32).unwrap();
         let src = engine.upload(&host).unwrap();
@@ -84,9 +83,9 @@ fn timed_copy_gives_one_sample_per_repetition_and_copies() {
     }
 }
 
-#[test]
-fn copy_rejects_mismatched_arguments() {
-    for engine in common::engines() {
+#[test(engines)]
+fn copy_rejects_mismatched_arguments(engine: &gaussflow::Engine) {
+    for engine in [engine] {
         let a = engine.alloc(Shape::new(2, 8), DType::F32).unwrap();
         let mut b = engine.alloc(Shape::new(2, 9), DType::F32).unwrap();
         assert!(engine.copy(&a.view(), b.view_mut()).is_err());
@@ -147,11 +146,8 @@ fn host_bytes(t: &HostTensor) -> Vec<u8> {
 /// Source and destination in caller buffers at element offsets `s_at`,
 /// `d_at` (one buffer when `one`), with or without the copy usages: the
 /// destination holds the source's bytes, every other byte its sentinel.
-#[test]
-fn wgpu_copy_between_caller_buffers_at_odd_offsets() {
-    let Some(engine) = wgpu_common::engine() else {
-        return;
-    };
+#[test(wgpu)]
+fn wgpu_copy_between_caller_buffers_at_odd_offsets(engine: &gaussflow::Engine) {
     let w = engine.as_wgpu().unwrap();
     let base = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
     for dtype in DType::ALL {
@@ -227,11 +223,8 @@ fn wgpu_copy_between_caller_buffers_at_odd_offsets() {
     }
 }
 
-#[test]
-fn wgpu_copy_refuses_overlapping_ranges_and_allows_the_identity() {
-    let Some(engine) = wgpu_common::engine() else {
-        return;
-    };
+#[test(wgpu)]
+fn wgpu_copy_refuses_overlapping_ranges_and_allows_the_identity(engine: &gaussflow::Engine) {
     let w = engine.as_wgpu().unwrap();
     let buf = w.device().create_buffer(&wgpu::BufferDescriptor {
         label: None,

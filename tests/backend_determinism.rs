@@ -4,7 +4,7 @@
 //! 1, 2 and 3 threads; the CPU backend uses the pool it is called from).
 //! Written once, run on every runner present and every dtype it stores.
 
-mod common;
+use crate::common;
 
 use gaussflow::rows::{LossRow, NoiseRow, StepRow};
 use gaussflow::verify::inputs::{StepShape, TestRng, loss_row, noise_row, step_row};
@@ -120,8 +120,8 @@ fn in_pool<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
         .install(f)
 }
 
-fn for_each_case(body: impl Fn(&common::Present, &Inputs)) {
-    common::for_each_runner(|p| {
+fn for_each_case(engine: &gaussflow::Engine, body: impl Fn(&common::Present, &Inputs)) {
+    common::on_engine(engine, |p| {
         for shape in SHAPES {
             for dtype in DType::ALL {
                 if p.runner.supports(dtype) {
@@ -132,13 +132,13 @@ fn for_each_case(body: impl Fn(&common::Present, &Inputs)) {
     });
 }
 
-#[test]
-fn loss_is_bit_identical_run_to_run() {
-    for_each_case(|p, inp| {
-        let first = loss_bits(p.runner.as_ref(), inp);
+#[test(engines)]
+fn loss_is_bit_identical_run_to_run(engine: &gaussflow::Engine) {
+    for_each_case(engine, |p, inp| {
+        let first = loss_bits(p.runner, inp);
         for run in 1..4 {
             assert!(
-                loss_bits(p.runner.as_ref(), inp) == first,
+                loss_bits(p.runner, inp) == first,
                 "{}: {} {}: run {run} differs",
                 p.name,
                 inp.a.dtype(),
@@ -148,10 +148,10 @@ fn loss_is_bit_identical_run_to_run() {
     });
 }
 
-#[test]
-fn loss_does_not_depend_on_the_thread_count() {
-    for_each_case(|p, inp| {
-        let runner = p.runner.as_ref();
+#[test(engines)]
+fn loss_does_not_depend_on_the_thread_count(engine: &gaussflow::Engine) {
+    for_each_case(engine, |p, inp| {
+        let runner = p.runner;
         let one = in_pool(1, || loss_bits(runner, inp));
         for threads in [2, 3] {
             assert!(
@@ -165,10 +165,10 @@ fn loss_does_not_depend_on_the_thread_count() {
     });
 }
 
-#[test]
-fn noise_and_step_do_not_depend_on_the_thread_count() {
-    for_each_case(|p, inp| {
-        let runner = p.runner.as_ref();
+#[test(engines)]
+fn noise_and_step_do_not_depend_on_the_thread_count(engine: &gaussflow::Engine) {
+    for_each_case(engine, |p, inp| {
+        let runner = p.runner;
         let one = in_pool(1, || elementwise_bits(runner, inp));
         for threads in [2, 3] {
             assert!(

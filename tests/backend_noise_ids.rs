@@ -4,7 +4,7 @@
 //! explicit id vector, and a batch split in two equals the unsplit batch.
 //! Written once, run on every runner present and every dtype it stores.
 
-mod common;
+use crate::common;
 
 use gaussflow::rows::{LossRow, NoiseRow, StepRow};
 use gaussflow::verify::inputs::{StepShape, TestRng, loss_row, noise_row, step_row};
@@ -208,22 +208,25 @@ fn loss_results(
 
 const DIMS: [usize; 2] = [7, 1023];
 
-fn for_each_config(body: impl Fn(&dyn KernelRunner, &Population, DType)) {
-    common::for_each_runner(|p| {
+fn for_each_config(
+    engine: &gaussflow::Engine,
+    body: impl Fn(&dyn KernelRunner, &Population, DType),
+) {
+    common::on_engine(engine, |p| {
         for dim in DIMS {
             let pop = Population::new(dim);
             for dtype in DType::ALL {
                 if p.runner.supports(dtype) {
-                    body(p.runner.as_ref(), &pop, dtype);
+                    body(p.runner, &pop, dtype);
                 }
             }
         }
     });
 }
 
-#[test]
-fn noising_depends_on_the_sample_id_not_the_batch() {
-    for_each_config(|runner, pop, dtype| {
+#[test(engines)]
+fn noising_depends_on_the_sample_id_not_the_batch(engine: &gaussflow::Engine) {
+    for_each_config(engine, |runner, pop, dtype| {
         let whole = noise_results(runner, pop, &[Batch::offset(0, POPULATION)], dtype);
         assert!(whole.0.iter().all(|r| r.len() == pop.dim));
         for (k, split) in batches().iter().enumerate() {
@@ -237,9 +240,9 @@ fn noising_depends_on_the_sample_id_not_the_batch() {
     });
 }
 
-#[test]
-fn a_noisy_step_depends_on_the_sample_id_not_the_batch() {
-    for_each_config(|runner, pop, dtype| {
+#[test(engines)]
+fn a_noisy_step_depends_on_the_sample_id_not_the_batch(engine: &gaussflow::Engine) {
+    for_each_config(engine, |runner, pop, dtype| {
         let whole = step_results(runner, pop, &[Batch::offset(0, POPULATION)], dtype);
         for (k, split) in batches().iter().enumerate() {
             let got = step_results(runner, pop, split, dtype);
@@ -252,9 +255,9 @@ fn a_noisy_step_depends_on_the_sample_id_not_the_batch() {
     });
 }
 
-#[test]
-fn a_rebuilt_target_loss_depends_on_the_sample_id_not_the_batch() {
-    for_each_config(|runner, pop, dtype| {
+#[test(engines)]
+fn a_rebuilt_target_loss_depends_on_the_sample_id_not_the_batch(engine: &gaussflow::Engine) {
+    for_each_config(engine, |runner, pop, dtype| {
         let whole = loss_results(runner, pop, &[Batch::offset(0, POPULATION)], dtype);
         for (k, split) in batches().iter().enumerate() {
             let got = loss_results(runner, pop, split, dtype);
@@ -267,14 +270,14 @@ fn a_rebuilt_target_loss_depends_on_the_sample_id_not_the_batch() {
     });
 }
 
-#[test]
-fn different_ids_streams_and_domains_give_different_noise() {
+#[test(engines)]
+fn different_ids_streams_and_domains_give_different_noise(engine: &gaussflow::Engine) {
     // The noise really is keyed: moving a sample to another id (same slot,
     // same data) changes its result, as do the stream and the domain.
-    common::for_each_runner(|p| {
+    common::on_engine(engine, |p| {
         let pop = Population::new(64);
         let dtype = DType::F32;
-        let base = noise_results(p.runner.as_ref(), &pop, &[Batch::offset(0, 1)], dtype);
+        let base = noise_results(p.runner, &pop, &[Batch::offset(0, 1)], dtype);
         let run = |ids: HostIds, key: NoiseKey| {
             let x = pop.gather(&pop.x, &[0], dtype);
             let mut z = HostTensor::nan(Shape::new(1, pop.dim), dtype).unwrap();

@@ -2,7 +2,7 @@
 //! a skip. Checked by re-running this test binary with the variable set and
 //! looking at how the runner probe (an ignored test) ends.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 
@@ -11,17 +11,21 @@ use std::process::Command;
 #[test]
 #[ignore = "run by requirement_is_enforced in a child process"]
 fn probe_runners() {
-    let names: Vec<&str> = common::runners().iter().map(|p| p.name).collect();
-    let engines = common::engines().len();
-    println!("present: {names:?}, {engines} engines");
+    let names: Vec<&str> = common::engines().iter().map(|e| e.kind().name()).collect();
+    println!("present: {names:?}");
 }
 
 /// Runs [`probe_runners`] with `GAUSSFLOW_REQUIRE_BACKENDS=require`;
 /// returns (success, combined output).
 fn probe_with(require: &str) -> (bool, String) {
     let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--ignored", "--exact", "probe_runners", "--nocapture"])
-        .env(common::REQUIRE_ENV, require)
+        .args([
+            "--ignored",
+            "--exact",
+            "backend_require::probe_runners",
+            "--nocapture",
+        ])
+        .env(crate::harness::REQUIRE_ENV, require)
         .output()
         .expect("re-run the test binary");
     let text =
@@ -34,6 +38,7 @@ fn requirement_is_enforced() {
     let (ok, text) = probe_with("cpu");
     assert!(ok, "requiring the CPU must pass:\n{text}");
     assert!(text.contains("present: [\"cpu\""), "{text}");
+    assert!(text.contains("1 passed"), "the probe must have run:\n{text}");
 
     let (ok, text) = probe_with("");
     assert!(ok, "requiring nothing must pass:\n{text}");

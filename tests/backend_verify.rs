@@ -2,7 +2,7 @@
 //! times, poisoned outputs) on every runner present, and checks that the
 //! checker itself catches broken kernels.
 
-mod common;
+use crate::common;
 
 use gaussflow::rows::{LossRow, NoiseRow, StepRow};
 use gaussflow::verify::{
@@ -26,10 +26,10 @@ fn assert_all_pass(name: &str, rows: &[CheckRow], allow_skip: bool) {
     assert!(summary.passed > 0, "{name}: nothing was checked");
 }
 
-#[test]
-fn full_matrix_passes_on_every_runner() {
-    common::for_each_runner(|p| {
-        let rows = verify::run_matrix(p.runner.as_ref(), &Matrix::default());
+#[test(engines)]
+fn full_matrix_passes_on_every_runner(engine: &gaussflow::Engine) {
+    common::on_engine(engine, |p| {
+        let rows = verify::run_matrix(p.runner, &Matrix::default());
         // Every variant × dtype × size has a row; the CPU checks all 26
         // outputs of the 18 variants for each of 3 dtypes × 4 sizes.
         for v in verify::Variant::ALL {
@@ -55,9 +55,9 @@ fn full_matrix_passes_on_every_runner() {
     });
 }
 
-#[test]
-fn single_sample_batches_pass_on_every_runner() {
-    common::for_each_runner(|p| {
+#[test(engines)]
+fn single_sample_batches_pass_on_every_runner(engine: &gaussflow::Engine) {
+    common::on_engine(engine, |p| {
         let m = Matrix {
             batch: 1,
             sizes: vec![1, 2, 3, 4, 5, 8, 9],
@@ -65,7 +65,7 @@ fn single_sample_batches_pass_on_every_runner() {
         };
         assert_all_pass(
             p.name,
-            &verify::run_matrix(p.runner.as_ref(), &m),
+            &verify::run_matrix(p.runner, &m),
             p.name != "cpu",
         );
     });
@@ -73,14 +73,14 @@ fn single_sample_batches_pass_on_every_runner() {
 
 /// `2²⁰ + 3` elements per sample: set `GAUSSFLOW_LARGE_TESTS=1` (or run
 /// ignored tests) for it; it takes tens of seconds on a small CPU.
-#[test]
+#[test(engines)]
 #[ignore = "large: 2^20+3 elements per sample"]
-fn large_matrix_passes_on_every_runner() {
-    common::for_each_runner(|p| {
+fn large_matrix_passes_on_every_runner(engine: &gaussflow::Engine) {
+    common::on_engine(engine, |p| {
         let m = Matrix::with_sizes(&[(1 << 20) + 3]);
         assert_all_pass(
             p.name,
-            &verify::run_matrix(p.runner.as_ref(), &m),
+            &verify::run_matrix(p.runner, &m),
             p.name != "cpu",
         );
     });

@@ -11,7 +11,7 @@
 //! and their statistical reasoning are documented on each function of
 //! `gaussflow::lab::claims`.
 
-mod common;
+use crate::common;
 
 use gaussflow::lab::claims::{self, ClaimReport};
 
@@ -32,44 +32,40 @@ fn check(r: &ClaimReport) {
     );
 }
 
-fn on_every_engine(id: u8) {
-    for engine in common::engines() {
-        eprintln!("-- on {}", engine.describe());
-        check(&claims::run(engine, id).unwrap());
-    }
+fn on_every_engine(engine: &gaussflow::Engine, id: u8) {
+    check(&claims::run(engine, id).unwrap());
 }
 
 fn large() -> bool {
     std::env::var("GAUSSFLOW_LARGE_TESTS").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
-/// On the CPU engine, and on every engine with `GAUSSFLOW_LARGE_TESTS=1`.
-fn on_cpu_or_every_engine(id: u8) {
-    if large() {
-        on_every_engine(id);
-    } else {
-        eprintln!("(other engines with GAUSSFLOW_LARGE_TESTS=1)");
-        on_host(id);
+/// On the CPU engine, and on the others with `GAUSSFLOW_LARGE_TESTS=1`
+/// (ignored there without it).
+fn on_cpu_or_every_engine(engine: &gaussflow::Engine, id: u8) {
+    if engine.kind() != gaussflow::BackendKind::Cpu && !large() {
+        crate::harness::skip("set GAUSSFLOW_LARGE_TESTS=1 to run this claim on every engine");
     }
+    on_every_engine(engine, id);
 }
 
 fn on_host(id: u8) {
-    check(&claims::run(&common::engines()[0], id).unwrap());
+    check(&claims::run(&common::cpu(), id).unwrap());
 }
 
-#[test]
-fn claim1_ddim_equals_flow_euler() {
-    on_every_engine(1);
+#[test(engines)]
+fn claim1_ddim_equals_flow_euler(engine: &gaussflow::Engine) {
+    on_every_engine(engine, 1);
 }
 
-#[test]
-fn claim2_ddim_scale_invariance() {
-    on_every_engine(2);
+#[test(engines)]
+fn claim2_ddim_scale_invariance(engine: &gaussflow::Engine) {
+    on_every_engine(engine, 2);
 }
 
-#[test]
-fn claim3_ddpm_is_ddim_then_renoise() {
-    on_every_engine(3);
+#[test(engines)]
+fn claim3_ddpm_is_ddim_then_renoise(engine: &gaussflow::Engine) {
+    on_every_engine(engine, 3);
 }
 
 #[test]
@@ -77,9 +73,9 @@ fn claim4_flow_matching_is_v_mse_cosine() {
     on_host(4);
 }
 
-#[test]
-fn claim5_loss_depends_on_lambda_end_points_only() {
-    on_cpu_or_every_engine(5);
+#[test(engines)]
+fn claim5_loss_depends_on_lambda_end_points_only(engine: &gaussflow::Engine) {
+    on_cpu_or_every_engine(engine, 5);
 }
 
 #[test]
@@ -97,13 +93,13 @@ fn claim8_straightness() {
     on_host(8);
 }
 
-#[test]
-fn claim9_reverse_sde_keeps_marginals() {
-    on_every_engine(9);
+#[test(engines)]
+fn claim9_reverse_sde_keeps_marginals(engine: &gaussflow::Engine) {
+    on_every_engine(engine, 9);
 }
 
 #[test]
 fn unknown_claim_is_an_error() {
-    assert!(claims::run(&common::engines()[0], 0).is_err());
-    assert!(claims::run(&common::engines()[0], 10).is_err());
+    assert!(claims::run(&common::cpu(), 0).is_err());
+    assert!(claims::run(&common::cpu(), 10).is_err());
 }

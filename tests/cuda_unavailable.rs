@@ -1,15 +1,23 @@
 //! Selecting CUDA on a machine without an NVIDIA driver is an error that says
 //! why, never a panic (cudarc's own entry points panic without the driver
-//! library; the backend probes for it first). One test in this binary: it
-//! sets GAUSSFLOW_BACKEND, which no other thread may read meanwhile.
+//! library; the backend probes for it first). The test sets GAUSSFLOW_BACKEND,
+//! which no other thread may read meanwhile: it runs alone, in a child process.
 
 use gaussflow::{BackendKind, Engine, Error, backend::cuda};
 
 #[test]
 fn cuda_without_a_driver_is_backend_unavailable_with_the_reason() {
+    crate::harness::run_in_child(
+        "cuda_unavailable::cuda_without_a_driver_is_backend_unavailable_with_the_reason_alone",
+    );
+}
+
+#[test]
+#[ignore = "run alone by cuda_without_a_driver_is_backend_unavailable_with_the_reason"]
+fn cuda_without_a_driver_is_backend_unavailable_with_the_reason_alone() {
     let missing = cuda::driver_missing();
     let explicit = Engine::cuda(0);
-    // SAFETY: the only test of this binary: no other thread reads the environment.
+    // SAFETY: runs alone in a child process: no other thread reads the environment.
     unsafe { std::env::set_var("GAUSSFLOW_BACKEND", "cuda") };
     let from_env = Engine::auto();
     unsafe { std::env::remove_var("GAUSSFLOW_BACKEND") };

@@ -5,7 +5,7 @@
 //! adapter against the f64 host run of the same plan on every engine, and
 //! its bad inputs.
 
-mod common;
+use crate::common;
 
 use gaussflow::lab::models::{
     GaussianMixture, MixtureModel, initial_state, sliced_wasserstein, slicing_directions,
@@ -426,7 +426,7 @@ fn engine_run_matches_the_host_run() {
             .unwrap(),
         ),
     ];
-    for engine in common::engines() {
+    for engine in common::engines().iter() {
         for s in &samplers {
             let plan = gaussflow::sampler::Plan::new(&**s).unwrap();
             let z = initial_state(engine, &mix, &sch, 0.99, 257, 9, DType::F32).unwrap();
@@ -460,7 +460,7 @@ fn engine_run_matches_the_host_run() {
 
 #[test]
 fn driver_adapter_errors() {
-    let engine = &common::engines()[0];
+    let engine = &common::cpu();
     let mix = GaussianMixture::three_modes_2d();
     let steps = Steps::from_grid(&[0.9, 0.5, 0.0]).unwrap();
     // Guided run without an unconditional mixture.

@@ -77,7 +77,7 @@
 //! inverted at an end point of the grid) are handled explicitly: see
 //! [`end_points_are_explicit`].
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
@@ -500,7 +500,7 @@ fn heun_on_a_karras_grid_keeps_f32_accuracy() {
     let ddim = Ddim::new(sch, p, steps, DdimOptions::ddim()).unwrap();
     let fresh = fresh();
     let n = fresh.n;
-    for engine in common::engines() {
+    for engine in common::engines().iter() {
         let z = initial_state(engine, &mix, &sch, grid.t[0], n, SEED, DType::F32).unwrap();
         let z0 = engine.download(&z.view()).unwrap().to_f64_vec();
         let mut pct = Vec::new();

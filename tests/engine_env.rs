@@ -2,15 +2,15 @@
 //! an explicitly requested backend that cannot start is BackendUnavailable,
 //! never a panic and never a silent fallback.
 //!
-//! This binary holds a single test because it changes the process
-//! environment, which no other thread may read meanwhile.
+//! The test changes the process environment, which no other thread may
+//! read meanwhile: it runs alone, in a child process of the suite.
 
 use gaussflow::backend::BACKEND_ENV;
 use gaussflow::{BackendKind, Engine, Error};
 
 fn set(value: Option<&str>) {
-    // SAFETY: the only test of this binary; no other thread reads the
-    // environment while it runs.
+    // SAFETY: runs alone in a child process (`run_in_child`, one test
+    // thread); no other thread reads the environment while it runs.
     unsafe {
         match value {
             Some(v) => std::env::set_var(BACKEND_ENV, v),
@@ -21,6 +21,12 @@ fn set(value: Option<&str>) {
 
 #[test]
 fn backend_environment_variable() {
+    crate::harness::run_in_child("engine_env::backend_environment_variable_alone");
+}
+
+#[test]
+#[ignore = "run alone by backend_environment_variable in a child process"]
+fn backend_environment_variable_alone() {
     let saved = std::env::var(BACKEND_ENV).ok();
 
     for bogus in ["bogus", "gpu", "cpu,wgpu", "cudaa"] {

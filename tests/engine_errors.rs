@@ -3,7 +3,6 @@
 //! The checks run in the engine before any backend sees the arguments, so
 //! each test runs on every engine present.
 
-mod common;
 
 use gaussflow::rows::{LossRow, NO_CLIP, NoiseRow, StepRow};
 use gaussflow::{
@@ -118,16 +117,14 @@ fn loss_with(
     })
 }
 
-fn each_engine(body: impl Fn(&Engine)) {
-    for e in common::engines() {
-        eprintln!("-- on {}", e.kind());
-        body(e);
-    }
+/// Runs `body` on the engine of a `#[test(engines)]` test.
+fn each_engine(engine: &Engine, body: impl Fn(&Engine)) {
+    body(engine)
 }
 
-#[test]
-fn wrong_row_count_is_a_length_error() {
-    each_engine(|e| {
+#[test(engines)]
+fn wrong_row_count_is_a_length_error(engine: &gaussflow::Engine) {
+    each_engine(engine, |e| {
         let rows = vec![noise_row(); B - 1];
         let err = noise_with(e, &rows, SampleIds::Offset(0), Shape::new(B, D), DType::F32);
         assert!(
@@ -143,9 +140,9 @@ fn wrong_row_count_is_a_length_error() {
     });
 }
 
-#[test]
-fn non_finite_row_coefficient_is_a_non_finite_error() {
-    each_engine(|e| {
+#[test(engines)]
+fn non_finite_row_coefficient_is_a_non_finite_error(engine: &gaussflow::Engine) {
+    each_engine(engine, |e| {
         for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
             let mut rows = vec![noise_row(); B];
             rows[2].b = bad;
@@ -164,9 +161,9 @@ fn non_finite_row_coefficient_is_a_non_finite_error() {
     });
 }
 
-#[test]
-fn non_positive_clip_is_an_invalid_argument() {
-    each_engine(|e| {
+#[test(engines)]
+fn non_positive_clip_is_an_invalid_argument(engine: &gaussflow::Engine) {
+    each_engine(engine, |e| {
         for clip in [0.0, -1.0, -0.0, f32::NAN, f32::INFINITY] {
             let mut row = step_row();
             row.clip = clip;
@@ -181,9 +178,9 @@ fn non_positive_clip_is_an_invalid_argument() {
     });
 }
 
-#[test]
-fn shape_mismatch_is_a_shape_error() {
-    each_engine(|e| {
+#[test(engines)]
+fn shape_mismatch_is_a_shape_error(engine: &gaussflow::Engine) {
+    each_engine(engine, |e| {
         let err = noise_with(
             e,
             &[noise_row()],
@@ -212,9 +209,9 @@ fn shape_mismatch_is_a_shape_error() {
     });
 }
 
-#[test]
-fn dtype_mismatch_is_a_dtype_error() {
-    each_engine(|e| {
+#[test(engines)]
+fn dtype_mismatch_is_a_dtype_error(engine: &gaussflow::Engine) {
+    each_engine(engine, |e| {
         let other = if e.supports(DType::F16) {
             DType::F16
         } else {
@@ -237,9 +234,9 @@ fn dtype_mismatch_is_a_dtype_error() {
     });
 }
 
-#[test]
-fn loss_output_of_the_wrong_shape_is_a_shape_error() {
-    each_engine(|e| {
+#[test(engines)]
+fn loss_output_of_the_wrong_shape_is_a_shape_error(engine: &gaussflow::Engine) {
+    each_engine(engine, |e| {
         let shape = Shape::new(B, D);
         for bad in [Shape::new(B, 2), Shape::new(1, B), Shape::new(B + 1, 1)] {
             let err = loss_with(e, shape, bad, DType::F32);
@@ -252,9 +249,9 @@ fn loss_output_of_the_wrong_shape_is_a_shape_error() {
     });
 }
 
-#[test]
-fn loss_output_not_f32_is_a_dtype_error() {
-    each_engine(|e| {
+#[test(engines)]
+fn loss_output_not_f32_is_a_dtype_error(engine: &gaussflow::Engine) {
+    each_engine(engine, |e| {
         for dtype in [DType::F16, DType::BF16] {
             if !e.supports(dtype) {
                 continue;
@@ -268,9 +265,9 @@ fn loss_output_not_f32_is_a_dtype_error() {
     });
 }
 
-#[test]
-fn missing_input_slot_with_non_zero_coefficient_is_an_invalid_argument() {
-    each_engine(|e| {
+#[test(engines)]
+fn missing_input_slot_with_non_zero_coefficient_is_an_invalid_argument(engine: &gaussflow::Engine) {
+    each_engine(engine, |e| {
         // The model slot (1) has coefficients but no tensor.
         let err = step_with(e, &[step_row()], false, None);
         match err {
@@ -285,9 +282,9 @@ fn missing_input_slot_with_non_zero_coefficient_is_an_invalid_argument() {
     });
 }
 
-#[test]
-fn missing_noise_with_non_zero_noise_coefficient_is_an_invalid_argument() {
-    each_engine(|e| {
+#[test(engines)]
+fn missing_noise_with_non_zero_noise_coefficient_is_an_invalid_argument(engine: &gaussflow::Engine) {
+    each_engine(engine, |e| {
         let mut rows = vec![step_row(); B];
         rows[1].noise = 0.3;
         let err = step_with(e, &rows, true, None);
@@ -299,9 +296,9 @@ fn missing_noise_with_non_zero_noise_coefficient_is_an_invalid_argument() {
     });
 }
 
-#[test]
-fn explicit_sample_ids_of_the_wrong_length_is_a_length_error() {
-    each_engine(|e| {
+#[test(engines)]
+fn explicit_sample_ids_of_the_wrong_length_is_a_length_error(engine: &gaussflow::Engine) {
+    each_engine(engine, |e| {
         for ids in [vec![1u32, 2], vec![1, 2, 3, 4], vec![]] {
             let err = noise_with(
                 e,
@@ -329,9 +326,9 @@ fn explicit_sample_ids_of_the_wrong_length_is_a_length_error() {
     });
 }
 
-#[test]
-fn sample_id_offset_overflow_is_an_invalid_argument() {
-    each_engine(|e| {
+#[test(engines)]
+fn sample_id_offset_overflow_is_an_invalid_argument(engine: &gaussflow::Engine) {
+    each_engine(engine, |e| {
         // Slots get ids offset..offset+B-1; the last must fit in a u32.
         let last_ok = u32::MAX - (B as u32 - 1);
         let ok = noise_with(
@@ -363,9 +360,9 @@ fn sample_id_offset_overflow_is_an_invalid_argument() {
     });
 }
 
-#[test]
-fn row_table_range_out_of_bounds_is_an_invalid_argument() {
-    each_engine(|e| {
+#[test(engines)]
+fn row_table_range_out_of_bounds_is_an_invalid_argument(engine: &gaussflow::Engine) {
+    each_engine(engine, |e| {
         let table = e.upload_rows(&[step_row(); 4]).unwrap();
         assert!(table.rows(0, 4).is_ok() && table.rows(3, 1).is_ok());
         for (start, len) in [(0, 5), (4, 1), (2, 3), (usize::MAX, 2)] {
@@ -386,10 +383,10 @@ fn row_table_range_out_of_bounds_is_an_invalid_argument() {
     });
 }
 
-#[test]
-fn a_device_row_table_of_the_right_length_is_accepted() {
+#[test(engines)]
+fn a_device_row_table_of_the_right_length_is_accepted(engine: &gaussflow::Engine) {
     // The counterpart of the bounds test: a table range is a valid `Rows`.
-    each_engine(|e| {
+    each_engine(engine, |e| {
         let table = e.upload_rows(&[step_row(); 2 * B]).unwrap();
         let (z, m) = (t(e), t(e));
         let mut out = t(e);
@@ -413,9 +410,9 @@ fn a_device_row_table_of_the_right_length_is_accepted() {
     });
 }
 
-#[test]
-fn loss_with_zero_elements_per_sample_is_an_invalid_argument() {
-    each_engine(|e| {
+#[test(engines)]
+fn loss_with_zero_elements_per_sample_is_an_invalid_argument(engine: &gaussflow::Engine) {
+    each_engine(engine, |e| {
         let err = loss_with(e, Shape::new(B, 0), Shape::new(B, 1), DType::F32);
         match err {
             Err(Error::InvalidArgument { reason, .. }) => {

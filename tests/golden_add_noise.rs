@@ -28,8 +28,8 @@
 //!   coefficients to f32 and computes `fma(b, ξ, a·x)` from f32 inputs:
 //!   ≤ 4·2⁻²⁴ ≈ 2.4e-7 of the terms each side, so 5e-7.
 
-mod golden;
-mod replay;
+use crate::golden;
+use crate::replay;
 
 use gaussflow::grid::{self, FinalSigma, FlowMatch, Spacing};
 use gaussflow::reference;

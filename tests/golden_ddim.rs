@@ -35,8 +35,8 @@
 //!   contracting model damps; we hold the engine to 2e-5 absolute
 //!   (measured worst 1.4e-6, printed with `--nocapture`).
 
-mod golden;
-mod replay;
+use crate::golden;
+use crate::replay;
 
 use gaussflow::grid::{DdimFinal, DdimStep, Spacing, ddim_steps};
 use gaussflow::reference::{self, Clip};

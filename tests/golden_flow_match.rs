@@ -21,8 +21,8 @@
 //! ulps of values ≲ 4 each, ≈ 28·3·2⁻²⁴·4 ≈ 2e-5 worst case; measured below
 //! 1e-6).
 
-mod golden;
-mod replay;
+use crate::golden;
+use crate::replay;
 
 use gaussflow::grid::{FlowMatch, FlowShift, Grid};
 use gaussflow::reference;

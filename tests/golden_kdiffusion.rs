@@ -36,8 +36,8 @@
 //!   carries about the last few stages' share. Held to `2e-6·(1 + |x|)`
 //!   (measured worst ≈ 7e-7, printed with `--nocapture`).
 
-mod golden;
-mod replay;
+use crate::golden;
+use crate::replay;
 
 use gaussflow::grid::{self, Grid};
 use gaussflow::reference;

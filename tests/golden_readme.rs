@@ -4,7 +4,7 @@
 //! `golden_flow_match.rs`, `golden_kdiffusion.rs`); the replays check the
 //! numbers, these check that the snippets as printed work.
 
-mod golden;
+use crate::golden;
 
 use gaussflow::{DType, Engine, HostTensor, Shape, Tensor};
 

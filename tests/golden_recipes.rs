@@ -24,8 +24,7 @@
 //! stores the state and the model output in f32 each of ≤ 25 steps:
 //! `1e-5·(1 + |x|)` (measured worst ≈ 5e-7, printed with `--nocapture`).
 
-mod golden;
-mod replay;
+use crate::replay;
 
 use gaussflow::grid::{
     FinalSigma, Grid, Spacing, dpm_solver_grid, dpm_solver_karras_grid, euler_grid,

@@ -3,7 +3,7 @@
 //! README's tolerances: integers exactly, float32 values bit for bit where
 //! gaussflow emulates the library's float32 arithmetic, f64 to ~1e-12.
 
-mod golden;
+use crate::golden;
 
 use gaussflow::Schedule;
 use gaussflow::grid::{

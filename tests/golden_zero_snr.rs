@@ -13,8 +13,7 @@
 //! steps whose coefficients are ≲ 1/α_s·… ≤ 30 at the first step after
 //! `t = 1`: `2e-5·(1 + |ref|)` (measured worst printed with `--nocapture`).
 
-mod golden;
-mod replay;
+use crate::replay;
 
 use gaussflow::grid::{self, DdimFinal, FinalSigma, Spacing, ddim_steps};
 use gaussflow::reference;

@@ -4,7 +4,7 @@
 //! diffusers 0.42.1 (`tests/data/spacing.json`, made by
 //! `tests/data/gen/gen_spacing.py`).
 
-mod golden;
+use crate::golden;
 
 use gaussflow::grid::{
     DdimFinal, FinalSigma, Spacing, ddim_steps, ddim_timesteps, dpm_solver_grid,

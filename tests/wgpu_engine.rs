@@ -2,7 +2,7 @@
 //! in-place steps, aliasing and argument errors, device row tables, errors
 //! from wgpu surfacing as `Error`s, adapter choice, f16 gating, timing.
 
-mod wgpu_common;
+use crate::wgpu_common;
 
 use gaussflow::backend::wgpu::{WgpuBackend, WgpuOptions};
 use gaussflow::rows::{NO_CLIP, NoiseRow, StepRow};
@@ -60,11 +60,8 @@ fn read_buffer(engine: &Engine, buffer: &wgpu::Buffer) -> Vec<u8> {
 /// One caller buffer holding x, z and target back to back at odd element
 /// offsets: the kernels write exactly their elements (bytes around and
 /// between them keep their sentinel), and the results equal the CPU's.
-#[test]
-fn caller_buffers_at_odd_offsets_are_used_in_place() {
-    let Some(engine) = wgpu_common::engine() else {
-        return;
-    };
+#[test(wgpu)]
+fn caller_buffers_at_odd_offsets_are_used_in_place(engine: &gaussflow::Engine) {
     let cpu = Engine::cpu();
     let w = engine.as_wgpu().unwrap();
     for dtype in DType::ALL {
@@ -163,11 +160,8 @@ fn caller_buffers_at_odd_offsets_are_used_in_place() {
 }
 
 /// A step may write its output over its state (the usual sampler update).
-#[test]
-fn in_place_step_equals_the_out_of_place_one() {
-    let Some(engine) = wgpu_common::engine() else {
-        return;
-    };
+#[test(wgpu)]
+fn in_place_step_equals_the_out_of_place_one(engine: &gaussflow::Engine) {
     for dtype in DType::ALL {
         if !engine.supports(dtype) {
             continue;
@@ -232,11 +226,8 @@ fn storage_buffer(engine: &Engine, size: u64, usage: wgpu::BufferUsages) -> wgpu
         })
 }
 
-#[test]
-fn bad_views_and_aliasing_are_errors() {
-    let Some(engine) = wgpu_common::engine() else {
-        return;
-    };
+#[test(wgpu)]
+fn bad_views_and_aliasing_are_errors(engine: &gaussflow::Engine) {
     let rw = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
     let buf = storage_buffer(&engine, 256, rw);
     let s = Shape::new(2, 5);
@@ -332,11 +323,8 @@ fn bad_views_and_aliasing_are_errors() {
 
 /// Rows uploaded once and read by index give the same results as the same
 /// rows passed from the host, at any start in the table.
-#[test]
-fn device_row_tables_equal_host_rows() {
-    let Some(engine) = wgpu_common::engine() else {
-        return;
-    };
+#[test(wgpu)]
+fn device_row_tables_equal_host_rows(engine: &gaussflow::Engine) {
     let shape = Shape::new(3, 513);
     let table: Vec<StepRow> = (0..10)
         .map(|i| StepRow {
@@ -390,11 +378,8 @@ fn device_row_tables_equal_host_rows() {
 /// A caller's buffer still mapped when a kernel uses it is a validation
 /// error inside wgpu: it comes back as `Error::Device` (no panic), and the
 /// engine keeps working.
-#[test]
-fn wgpu_validation_errors_are_errors_not_panics() {
-    let Some(engine) = wgpu_common::engine() else {
-        return;
-    };
+#[test(wgpu)]
+fn wgpu_validation_errors_are_errors_not_panics(engine: &gaussflow::Engine) {
     let s = Shape::new(1, 16);
     let mapped = engine
         .as_wgpu()
@@ -454,11 +439,8 @@ fn wgpu_validation_errors_are_errors_not_panics() {
 }
 
 /// On a device opened without SHADER_F16, f16 is a clear `Unsupported`.
-#[test]
-fn f16_without_shader_f16_is_unsupported() {
-    let Some(engine) = wgpu_common::engine() else {
-        return;
-    };
+#[test(wgpu)]
+fn f16_without_shader_f16_is_unsupported(engine: &gaussflow::Engine) {
     let info = engine.as_wgpu().unwrap().adapter_info().clone();
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
     let adapter = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
@@ -532,11 +514,8 @@ fn auto_never_picks_a_software_adapter() {
     }
 }
 
-#[test]
-fn describe_names_the_adapter_and_timing_works() {
-    let Some(engine) = wgpu_common::engine() else {
-        return;
-    };
+#[test(wgpu)]
+fn describe_names_the_adapter_and_timing_works(engine: &gaussflow::Engine) {
     let w = engine.as_wgpu().unwrap();
     let info = w.adapter_info();
     let d = engine.describe();
@@ -578,11 +557,8 @@ fn describe_names_the_adapter_and_timing_works() {
     assert!(nested.is_err());
 }
 
-#[test]
-fn empty_tensors_are_fine() {
-    let Some(engine) = wgpu_common::engine() else {
-        return;
-    };
+#[test(wgpu)]
+fn empty_tensors_are_fine(engine: &gaussflow::Engine) {
     let s = Shape::new(0, 5);
     let x = engine.alloc(s, DType::BF16).unwrap();
     let mut z = engine.alloc(s, DType::BF16).unwrap();
@@ -635,14 +611,12 @@ fn start_engines_headless() {
 /// invalid or not set" once per probe into the caller's terminal.
 #[test]
 fn headless_start_is_silent() {
-    if wgpu_common::engine().is_none() {
-        return; // absent: skipped with a line by wgpu_common (a failure if required)
-    }
+    wgpu_common::engine(); // absent: ignored (a failure if required)
     let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--ignored",
             "--exact",
-            "start_engines_headless",
+            "wgpu_engine::start_engines_headless",
             "--nocapture",
         ])
         .env_remove("XDG_RUNTIME_DIR")
@@ -653,6 +627,7 @@ fn headless_start_is_silent() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed"), "the child must have run:\n{stdout}");
     assert!(
         stdout.contains("wgpu: Ok("),
         "wgpu did not start headless:\n{stdout}"

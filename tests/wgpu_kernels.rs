@@ -7,7 +7,7 @@
 //! their epsilon (the same f32 value may round to a neighbouring storage
 //! value when the f32 results differ in the last bits).
 
-mod wgpu_common;
+use crate::wgpu_common;
 
 use gaussflow::backend::wgpu::WgpuOptions;
 use gaussflow::rows::{LossRow, NO_CLIP, NoiseRow, StepRow};
@@ -210,11 +210,8 @@ fn compare_ops(
 /// are in the verify matrix (`wgpu_verify.rs`).
 const SHAPES: [(usize, usize); 6] = [(1, 1), (3, 7), (2, 1023), (1, 4096), (3, 4097), (2, 9001)];
 
-#[test]
-fn every_op_and_dtype_matches_the_cpu_backend() {
-    let Some(gpu) = wgpu_common::engine() else {
-        return;
-    };
+#[test(wgpu)]
+fn every_op_and_dtype_matches_the_cpu_backend(gpu: &gaussflow::Engine) {
     let cpu = Engine::cpu();
     for dtype in DType::ALL {
         assert!(
@@ -226,7 +223,7 @@ fn every_op_and_dtype_matches_the_cpu_backend() {
             continue;
         }
         for (b, d) in SHAPES {
-            compare_ops(&gpu, &cpu, Shape::new(b, d), dtype, &assert_close);
+            compare_ops(gpu, &cpu, Shape::new(b, d), dtype, &assert_close);
         }
     }
 }
@@ -234,24 +231,19 @@ fn every_op_and_dtype_matches_the_cpu_backend() {
 /// Tensors cut into many chunks (a 32 KiB binding cap) and 2-D grids (at
 /// most 3 workgroups per dimension) give the same bits as one dispatch: the
 /// rows, ids and Philox counters of each chunk are those of the whole launch.
-#[test]
-fn chunked_launches_equal_unchunked_ones_bit_for_bit() {
-    let Some(whole) = wgpu_common::engine() else {
-        return;
-    };
-    let Some(chunked) = wgpu_common::engine_with(WgpuOptions {
+#[test(wgpu)]
+fn chunked_launches_equal_unchunked_ones_bit_for_bit(whole: &gaussflow::Engine) {
+    let chunked = wgpu_common::engine_with(WgpuOptions {
         max_binding_bytes: Some(32 * 1024),
         max_workgroups_per_dim: Some(3),
         ..WgpuOptions::any_adapter()
-    }) else {
-        return;
-    };
+    });
     for dtype in DType::ALL {
         if !whole.supports(dtype) {
             continue;
         }
         for (b, d) in [(3, 9001), (700, 7), (2, 40_000)] {
-            compare_ops(&chunked, &whole, Shape::new(b, d), dtype, &assert_same_bits);
+            compare_ops(&chunked, whole, Shape::new(b, d), dtype, &assert_same_bits);
         }
     }
 }

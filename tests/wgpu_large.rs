@@ -4,7 +4,6 @@
 //! noise, whose normals the chunked kernel reproduces within 4 ulp (raw
 //! Philox words are bit-identical: see `wgpu_philox.rs`).
 
-mod wgpu_common;
 
 use gaussflow::rows::{LossRow, NoiseRow};
 use gaussflow::{
@@ -23,11 +22,8 @@ fn ulps(a: f32, b: f32) -> u64 {
     (key(a) - key(b)).unsigned_abs()
 }
 
-#[test]
-fn launches_over_128_mib_equal_the_reference_and_the_cpu_noise() {
-    let Some(engine) = wgpu_common::engine() else {
-        return;
-    };
+#[test(wgpu)]
+fn launches_over_128_mib_equal_the_reference_and_the_cpu_noise(engine: &gaussflow::Engine) {
     let limit = engine
         .as_wgpu()
         .unwrap()

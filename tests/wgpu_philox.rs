@@ -3,7 +3,6 @@
 //! (lavapipe in CI, where `GAUSSFLOW_REQUIRE_BACKENDS=wgpu` makes an absent
 //! adapter a failure).
 
-mod wgpu_common;
 
 use gaussflow::rng::{self, Domain, NoiseKey};
 
@@ -20,11 +19,8 @@ fn ulps(a: f32, b: f32) -> u64 {
     (key(a) - key(b)).unsigned_abs()
 }
 
-#[test]
-fn random123_known_answers_on_the_device() {
-    let Some(engine) = wgpu_common::engine() else {
-        return;
-    };
+#[test(wgpu)]
+fn random123_known_answers_on_the_device(engine: &gaussflow::Engine) {
     let w = engine.as_wgpu().unwrap();
     let cases: [([u32; 4], [u32; 2], [u32; 4]); 3] = [
         (
@@ -49,11 +45,8 @@ fn random123_known_answers_on_the_device() {
     }
 }
 
-#[test]
-fn raw_words_and_normals_match_the_cpu_for_100k_counters() {
-    let Some(engine) = wgpu_common::engine() else {
-        return;
-    };
+#[test(wgpu)]
+fn raw_words_and_normals_match_the_cpu_for_100k_counters(engine: &gaussflow::Engine) {
     let w = engine.as_wgpu().unwrap();
     let key = NoiseKey::new(0x0123_4567_89ab_cdef, Domain::SAMPLER_STEP).with_stream(17);
     // Counters as the kernels form them (block, sample id, stream, domain),

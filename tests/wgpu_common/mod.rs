@@ -1,42 +1,48 @@
-//! The wgpu engine for the wgpu tests: present, skipped with a line on
-//! stderr, or — when `GAUSSFLOW_REQUIRE_BACKENDS` names `wgpu` — a failure
-//! when absent, so CI cannot pass by skipping.
+//! The wgpu engine for the wgpu tests: the run's shared engine, or — when
+//! wgpu is absent — the test ends *ignored* with the reason (a failure
+//! when `GAUSSFLOW_REQUIRE_BACKENDS` names `wgpu`), never a silent pass.
 
-#![allow(dead_code)] // each test binary uses part of this module
+#![allow(dead_code)]
+
+use std::sync::Arc;
 
 use gaussflow::Engine;
 use gaussflow::backend::wgpu::{WgpuBackend, WgpuOptions};
 
-/// Environment variable naming the backends that must be present.
-pub const REQUIRE_ENV: &str = "GAUSSFLOW_REQUIRE_BACKENDS";
+use crate::harness;
 
 /// Whether `GAUSSFLOW_REQUIRE_BACKENDS` names wgpu.
 pub fn wgpu_required() -> bool {
-    std::env::var(REQUIRE_ENV)
-        .unwrap_or_default()
-        .split(',')
-        .any(|s| s.trim().eq_ignore_ascii_case("wgpu"))
+    harness::required().is_ok_and(|r| r.iter().any(|n| n == "wgpu"))
 }
 
-/// Starts wgpu with `options` (software adapters allowed), or says why not.
-pub fn engine_with(options: WgpuOptions) -> Option<Engine> {
+fn absent(why: &str) -> ! {
+    assert!(
+        !wgpu_required(),
+        "{} requires wgpu, which did not start: {why}",
+        harness::REQUIRE_ENV
+    );
+    harness::skip(format!("wgpu absent: {why}"))
+}
+
+/// A wgpu engine of its own with `options` (software adapters allowed),
+/// dropped with the test; absent → the test is skipped (or fails if
+/// required).
+pub fn engine_with(options: WgpuOptions) -> Engine {
     match WgpuBackend::new(WgpuOptions {
         allow_software: true,
         ..options
     }) {
-        Ok(b) => Some(Engine::from_wgpu(b)),
-        Err(e) => {
-            assert!(
-                !wgpu_required(),
-                "{REQUIRE_ENV} requires wgpu, which did not start: {e}"
-            );
-            eprintln!("wgpu absent, test skipped: {e}");
-            None
-        }
+        Ok(b) => Engine::from_wgpu(b),
+        Err(e) => absent(&e.to_string()),
     }
 }
 
-/// The wgpu engine (software adapters allowed), or `None` if absent and not required.
-pub fn engine() -> Option<Engine> {
-    engine_with(WgpuOptions::any_adapter())
+/// The run's shared wgpu engine; absent → the test is skipped (or fails if
+/// required).
+pub fn engine() -> Arc<Engine> {
+    match harness::backends().get("wgpu") {
+        Ok(e) => e.clone(),
+        Err(why) => absent(why),
+    }
 }

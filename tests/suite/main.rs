@@ -1,0 +1,134 @@
+//! gaussflow's tests, one binary: every file under `tests/` is a module
+//! here, run by the harness in `harness.rs` (libtest-mimic) so that each
+//! engine test runs once per backend, an absent backend shows as ignored
+//! with its reason, and every engine is dropped before `main` returns.
+//!
+//! `cargo test --test suite <filter>` runs part of it, e.g. `wgpu_verify`
+//! or `[cpu]`; `-- --ignored` the ignored (large) tests.
+
+#[macro_use]
+extern crate gaussflow_test_macros;
+
+mod harness;
+
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../golden/mod.rs"]
+mod golden;
+#[path = "../replay/mod.rs"]
+mod replay;
+#[cfg(feature = "wgpu")]
+#[path = "../wgpu_common/mod.rs"]
+mod wgpu_common;
+
+#[cfg(feature = "wgpu")]
+#[path = "../backend_copy.rs"]
+mod backend_copy;
+#[path = "../backend_determinism.rs"]
+mod backend_determinism;
+#[path = "../backend_noise_ids.rs"]
+mod backend_noise_ids;
+#[path = "../backend_require.rs"]
+mod backend_require;
+#[path = "../backend_verify.rs"]
+mod backend_verify;
+#[cfg(feature = "lab")]
+#[path = "../bench_baselines.rs"]
+mod bench_baselines;
+#[path = "../candle_interop.rs"]
+mod candle_interop;
+#[cfg(feature = "lab")]
+#[path = "../claims_seed.rs"]
+mod claims_seed;
+#[path = "../cpu_simd.rs"]
+mod cpu_simd;
+#[cfg(feature = "cuda")]
+#[path = "../cuda_harness.rs"]
+mod cuda_harness;
+#[cfg(feature = "cuda")]
+#[path = "../cuda_ptx.rs"]
+mod cuda_ptx;
+#[cfg(feature = "cuda")]
+#[path = "../cuda_unavailable.rs"]
+mod cuda_unavailable;
+#[path = "../cuda_verify.rs"]
+mod cuda_verify;
+#[cfg(feature = "cli")]
+#[path = "../e2e_cli.rs"]
+mod e2e_cli;
+#[cfg(feature = "lab")]
+#[path = "../e2e_mixture_model.rs"]
+mod e2e_mixture_model;
+#[cfg(feature = "lab")]
+#[path = "../e2e_sampling.rs"]
+mod e2e_sampling;
+#[path = "../engine_env.rs"]
+mod engine_env;
+#[path = "../engine_errors.rs"]
+mod engine_errors;
+#[path = "../golden_add_noise.rs"]
+mod golden_add_noise;
+#[path = "../golden_ddim.rs"]
+mod golden_ddim;
+#[path = "../golden_flow_match.rs"]
+mod golden_flow_match;
+#[path = "../golden_kdiffusion.rs"]
+mod golden_kdiffusion;
+#[path = "../golden_readme.rs"]
+mod golden_readme;
+#[path = "../golden_recipes.rs"]
+mod golden_recipes;
+#[path = "../golden_schedules.rs"]
+mod golden_schedules;
+#[path = "../golden_zero_snr.rs"]
+mod golden_zero_snr;
+#[path = "../grid_properties.rs"]
+mod grid_properties;
+#[path = "../grid_spacing.rs"]
+mod grid_spacing;
+#[cfg(feature = "lab")]
+#[path = "../likelihood_pf_ode.rs"]
+mod likelihood_pf_ode;
+#[path = "../param_roundtrip.rs"]
+mod param_roundtrip;
+#[path = "../reference_ops.rs"]
+mod reference_ops;
+#[path = "../rng_layout.rs"]
+mod rng_layout;
+#[path = "../rng_moments.rs"]
+mod rng_moments;
+#[path = "../sampler_driver.rs"]
+mod sampler_driver;
+#[path = "../sampler_errors.rs"]
+mod sampler_errors;
+#[path = "../sampler_plan.rs"]
+mod sampler_plan;
+#[path = "../sampler_rows.rs"]
+mod sampler_rows;
+#[path = "../schedule_closed_forms.rs"]
+mod schedule_closed_forms;
+#[path = "../schedule_zero_snr.rs"]
+mod schedule_zero_snr;
+#[path = "../sde_roundtrip.rs"]
+mod sde_roundtrip;
+#[path = "../weighting_identities.rs"]
+mod weighting_identities;
+#[cfg(feature = "wgpu")]
+#[path = "../wgpu_engine.rs"]
+mod wgpu_engine;
+#[cfg(feature = "wgpu")]
+#[path = "../wgpu_kernels.rs"]
+mod wgpu_kernels;
+#[cfg(feature = "wgpu")]
+#[path = "../wgpu_large.rs"]
+mod wgpu_large;
+#[cfg(feature = "wgpu")]
+#[path = "../wgpu_philox.rs"]
+mod wgpu_philox;
+#[cfg(feature = "wgpu")]
+#[path = "../wgpu_verify.rs"]
+mod wgpu_verify;
+
+fn main() -> std::process::ExitCode {
+    harness::main()
+}
