@@ -62,7 +62,7 @@ use crate::error::{Error, Result};
 use crate::rng::{Domain, NoiseKey};
 use crate::rows::{HISTORY, MODEL, MODEL_UNCOND, NoiseRow, STATE, StepRow};
 use crate::sampler::{Plan, PlanStage, Sampler};
-use crate::tensor::{DType, HostTensor, Shape, Tensor};
+use crate::tensor::{DType, HostSlice, HostSliceMut, HostTensor, Shape, Tensor, View, ViewMut};
 
 /// The Philox stream of the prior sample drawn by [`prior_sample`]
 /// (domain [`Domain::SAMPLER_STEP`]): no plan stage reaches it, since plans
@@ -70,6 +70,46 @@ use crate::tensor::{DType, HostTensor, Shape, Tensor};
 pub const PRIOR_STREAM: u32 = u32::MAX;
 
 /// What the model is asked for at one stage.
+///
+/// # Filling the output
+///
+/// `output` (and `uncond`) are the driver's own buffers, reused at every
+/// stage; the fused step reads them right after the model returns. Two ways
+/// to fill them:
+///
+/// * **in place** (no allocation, no copy): write into the buffer the driver
+///   gives. On the CPU backend [`ModelCall::output_host_mut`] is the
+///   buffer's memory as a slice (and [`ModelCall::state_host`] the state's,
+///   read without a copy); on any backend [`ModelCall::output_view_mut`] is
+///   a [`ViewMut`] a kernel (gaussflow's, or the caller's own through the
+///   wgpu buffer or CUDA slice it borrows) writes into;
+/// * **by replacement**: `*call.output = tensor`, a tensor of the state's
+///   shape and dtype on the engine's backend (checked after the call: a
+///   [`Error::Shape`], [`Error::DType`] or [`Error::WrongBackend`] names
+///   `model output`). The replaced buffer is dropped, so this allocates.
+///
+/// ```
+/// use gaussflow::sampler::{Ddim, DdimOptions, Sampler, Steps};
+/// use gaussflow::sampling::{Driver, prior_sample};
+/// use gaussflow::{DType, Engine, Prediction, SampleIds, Shape, schedule::Flow};
+///
+/// let engine = Engine::cpu();
+/// let shape = Shape::new(2, 4);
+/// let steps = Steps::from_grid(&[1.0, 0.5, 0.0])?;
+/// let driver = Driver::new(&engine, Ddim::new(Flow, Prediction::X, steps, DdimOptions::ddim())?.plan()?)?;
+/// let z1 = prior_sample(&engine, shape, DType::F32, 1.0, 3, SampleIds::Offset(0))?;
+/// let x0 = driver.run(&z1, 3, SampleIds::Offset(0), |mut call| {
+///     // x-prediction x̂ = z / 2, read and written in the driver's buffers.
+///     let z = call.state_host()?.typed::<f32>()?;
+///     let out = call.output_host_mut()?.typed::<f32>()?;
+///     for (o, &zi) in out.iter_mut().zip(z) {
+///         *o = 0.5 * zi;
+///     }
+///     Ok(())
+/// })?;
+/// assert_eq!(x0.shape(), shape);
+/// # Ok::<(), gaussflow::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct ModelCall<'a> {
     /// Index of the stage in the run (also its noise stream).
@@ -85,10 +125,76 @@ pub struct ModelCall<'a> {
     pub state: &'a Tensor,
     /// Fill with the model output (the conditional one under guidance):
     /// write into it, or replace it with a tensor of the same shape and dtype
-    /// on the same engine.
+    /// on the same engine (see the type's docs).
     pub output: &'a mut Tensor,
     /// Under guidance, fill with the unconditional output; `None` otherwise.
     pub uncond: Option<&'a mut Tensor>,
+}
+
+impl<'a> ModelCall<'a> {
+    /// The state's elements, borrowed (no copy), on the CPU backend;
+    /// [`Error::WrongBackend`] on a device backend (read
+    /// [`ModelCall::state`]'s view there).
+    pub fn state_host(&self) -> Result<HostSlice<'a>> {
+        self.state.host_slice()
+    }
+
+    /// The output buffer's elements, writable in place (no copy), on the
+    /// CPU backend; [`Error::WrongBackend`] on a device backend.
+    pub fn output_host_mut(&mut self) -> Result<HostSliceMut<'_>> {
+        self.output.host_slice_mut()
+    }
+
+    /// The unconditional output buffer, writable in place, on the CPU
+    /// backend; [`Error::InvalidArgument`] when the plan is not guided.
+    pub fn uncond_host_mut(&mut self) -> Result<HostSliceMut<'_>> {
+        match self.uncond.as_deref_mut() {
+            Some(u) => u.host_slice_mut(),
+            None => Err(Error::invalid(
+                "unconditional model output",
+                "the plan is not guided, so there is none to fill",
+            )),
+        }
+    }
+
+    /// The output buffer as a kernel output, on any backend: what is
+    /// written through it is what the fused step reads.
+    pub fn output_view_mut(&mut self) -> ViewMut<'_> {
+        self.output.view_mut()
+    }
+
+    /// The unconditional output buffer as a kernel output, under guidance.
+    pub fn uncond_view_mut(&mut self) -> Option<ViewMut<'_>> {
+        self.uncond.as_deref_mut().map(Tensor::view_mut)
+    }
+}
+
+/// Errors unless `t` has the state's shape and dtype and lives on `engine`'s
+/// backend: a model that replaced its output with another tensor must hand
+/// back one the step can read.
+pub(crate) fn check_like(engine: &Engine, what: &str, t: &View<'_>, state: &Tensor) -> Result<()> {
+    if t.backend() != engine.kind() {
+        return Err(Error::WrongBackend {
+            what: what.into(),
+            engine: engine.kind(),
+            tensor: t.backend(),
+        });
+    }
+    if t.shape() != state.shape() {
+        return Err(Error::Shape {
+            what: what.into(),
+            expected: state.shape().as_array(),
+            got: t.shape().as_array(),
+        });
+    }
+    if t.dtype() != state.dtype() {
+        return Err(Error::DType {
+            what: what.into(),
+            expected: state.dtype(),
+            got: t.dtype(),
+        });
+    }
+    Ok(())
 }
 
 /// The noise of one stage, asked of the caller under [`RunNoise::Supplied`].
@@ -268,6 +374,20 @@ impl<'e> Driver<'e> {
                 output: &mut output,
                 uncond: uncond.as_mut(),
             })?;
+            check_like(
+                engine,
+                "model output (ModelCall::output)",
+                &output.view(),
+                state,
+            )?;
+            if let Some(u) = &uncond {
+                check_like(
+                    engine,
+                    "unconditional model output (ModelCall::uncond)",
+                    &u.view(),
+                    state,
+                )?;
+            }
             let reads = st.reads();
             let mut inputs = [None, None, None, None];
             inputs[STATE] = Some(state.view());
