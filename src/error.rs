@@ -117,6 +117,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// A step-at-a-time [`Run`](crate::sampling::Run) was driven out of
+    /// order: advanced before the model output was given, finished early,
+    /// or stepped past its last stage.
+    OutOfOrder {
+        /// What was asked, and why it cannot be done now.
+        what: String,
+        /// The stage the run is at (`stages` once done).
+        stage: usize,
+        /// Number of stages of the run.
+        stages: usize,
+    },
+
     /// The device reported an error while running a kernel or copying data.
     Device {
         /// Which backend.
@@ -179,6 +191,11 @@ impl std::fmt::Display for Error {
                 what,
                 reason,
             } => write!(f, "{backend} backend does not support {what}: {reason}"),
+            Error::OutOfOrder {
+                what,
+                stage,
+                stages,
+            } => write!(f, "run at stage {stage} of {stages}: {what}"),
             Error::Device { backend, message } => write!(f, "{backend} device error: {message}"),
         }
     }

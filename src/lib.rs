@@ -42,8 +42,11 @@ pub use error::{Error, Result};
 pub use param::Prediction;
 pub use rng::{Domain, NoiseKey};
 pub use rows::{LossCoeffs, LossRow, NoiseCoeffs, NoiseRow, StepCoeffs, StepRow};
+pub use sampling::{Driver, Run, RunNoise};
 pub use schedule::{Schedule, ScheduleAt};
-pub use tensor::{DType, Element, HostData, HostTensor, Shape, Tensor, View, ViewMut};
+pub use tensor::{
+    DType, Element, HostData, HostSlice, HostSliceMut, HostTensor, Shape, Tensor, View, ViewMut,
+};
 
 /// The README's code samples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

@@ -27,6 +27,10 @@
 //!   likewise asked only for steps that add noise. The kernel then reads that
 //!   buffer instead of generating.
 //!
+//! [`Driver::run`] owns the loop and calls a closure; [`Driver::start`]
+//! hands the loop to the caller instead, one stage at a time ([`Run`], the
+//! same implementation).
+//!
 //! States and histories ping-pong between two device tensors each, so no
 //! launch reads what it writes and nothing returns to the host inside the
 //! loop except through the user's model.
@@ -57,10 +61,14 @@
 //! # Ok::<(), gaussflow::Error>(())
 //! ```
 
-use crate::backend::{Engine, Noise, NoiseOp, RowTable, SampleIds, StepOp};
+pub mod run;
+
+pub use run::Run;
+
+use crate::backend::{Engine, Noise, NoiseOp, RowTable, SampleIds};
 use crate::error::{Error, Result};
 use crate::rng::{Domain, NoiseKey};
-use crate::rows::{HISTORY, MODEL, MODEL_UNCOND, NoiseRow, STATE, StepRow};
+use crate::rows::{NoiseRow, StepRow};
 use crate::sampler::{Plan, PlanStage, Sampler};
 use crate::tensor::{DType, HostSlice, HostSliceMut, HostTensor, Shape, Tensor, View, ViewMut};
 
@@ -87,6 +95,10 @@ pub const PRIOR_STREAM: u32 = u32::MAX;
 ///   shape and dtype on the engine's backend (checked after the call: a
 ///   [`Error::Shape`], [`Error::DType`] or [`Error::WrongBackend`] names
 ///   `model output`). The replaced buffer is dropped, so this allocates.
+///
+/// To hand over a buffer the caller owns instead (a framework's tensor, with
+/// no copy into the driver's), drive the loop stage by stage with
+/// [`Run`] and [`Run::advance_with`].
 ///
 /// ```
 /// use gaussflow::sampler::{Ddim, DdimOptions, Sampler, Steps};
@@ -323,126 +335,19 @@ impl<'e> Driver<'e> {
     pub fn run_with<F>(
         &self,
         initial: &Tensor,
-        mut source: RunNoise<'_>,
+        source: RunNoise<'_>,
         mut model: F,
     ) -> Result<Tensor>
     where
         F: FnMut(ModelCall<'_>) -> Result<()>,
     {
-        let engine = self.engine;
-        let (shape, dtype) = (initial.shape(), initial.dtype());
-        let width = self.plan.width();
-        if width != 1 && width != shape.batch {
-            return Err(Error::Length {
-                what: "per-sample plan width (rows per stage) vs batch".into(),
-                expected: shape.batch,
-                got: width,
-            });
+        // The one implementation: the step-at-a-time run, driven here.
+        let mut run = self.start(initial, source)?;
+        while !run.is_done() {
+            model(run.next_call()?)?;
+            run.advance()?;
         }
-        let mut next = engine.alloc(shape, dtype)?;
-        let mut cur = engine.alloc(shape, dtype)?;
-        let mut output = engine.alloc(shape, dtype)?;
-        let mut uncond = if self.plan.guided() {
-            Some(engine.alloc(shape, dtype)?)
-        } else {
-            None
-        };
-        // History slots start at zero: a row with a zero history coefficient
-        // must not meet NaN garbage (0 · NaN = NaN).
-        let (mut hist_read, mut hist_write) = if self.plan.uses_history() {
-            let zeros = HostTensor::from_f32(shape, &vec![0.0; shape.len()?], dtype)?;
-            (Some(engine.upload(&zeros)?), Some(engine.upload(&zeros)?))
-        } else {
-            (None, None)
-        };
-        // The caller's noise tensor, allocated at the first stage that draws noise.
-        let mut noise_buf: Option<Tensor> = None;
-        let mut times = vec![0.0; shape.batch];
-        for (i, st) in self.plan.stages().iter().enumerate() {
-            let state: &Tensor = if i == 0 { initial } else { &cur };
-            if st.t.len() == 1 {
-                times.fill(st.t[0]);
-            } else {
-                times.copy_from_slice(&st.t);
-            }
-            model(ModelCall {
-                index: i,
-                step: st.step,
-                stage: st.stage,
-                t: &times,
-                state,
-                output: &mut output,
-                uncond: uncond.as_mut(),
-            })?;
-            check_like(
-                engine,
-                "model output (ModelCall::output)",
-                &output.view(),
-                state,
-            )?;
-            if let Some(u) = &uncond {
-                check_like(
-                    engine,
-                    "unconditional model output (ModelCall::uncond)",
-                    &u.view(),
-                    state,
-                )?;
-            }
-            let reads = st.reads();
-            let mut inputs = [None, None, None, None];
-            inputs[STATE] = Some(state.view());
-            inputs[MODEL] = Some(output.view());
-            if reads[MODEL_UNCOND] {
-                inputs[MODEL_UNCOND] = uncond.as_ref().map(|u| u.view());
-            }
-            if reads[HISTORY] {
-                inputs[HISTORY] = hist_read.as_ref().map(|h| h.view());
-            }
-            let noise = match (st.noise.filter(|_| draws_noise(st)), &mut source) {
-                (None, _) => None,
-                (Some(domain), RunNoise::Philox { seed, ids }) => Some(Noise::Philox {
-                    key: NoiseKey {
-                        seed: *seed,
-                        stream: st.stream,
-                        domain,
-                    },
-                    ids: *ids,
-                }),
-                (Some(domain), RunNoise::Supplied(fill)) => {
-                    if noise_buf.is_none() {
-                        noise_buf = Some(engine.alloc(shape, dtype)?);
-                    }
-                    if let Some(buf) = noise_buf.as_mut() {
-                        fill(NoiseCall {
-                            index: i,
-                            step: st.step,
-                            stage: st.stage,
-                            domain,
-                            noise: buf,
-                        })?;
-                    }
-                    // The engine checks the caller's tensor (shape, dtype, engine).
-                    noise_buf.as_ref().map(|b| Noise::Buffer(b.view()))
-                }
-            };
-            let x_hat = if st.writes_history {
-                hist_write.as_mut().map(|h| h.view_mut())
-            } else {
-                None
-            };
-            engine.step(StepOp {
-                inputs,
-                rows: self.table.rows(i * width, width)?,
-                noise,
-                out: next.view_mut(),
-                x_hat,
-            })?;
-            std::mem::swap(&mut cur, &mut next);
-            if st.writes_history {
-                std::mem::swap(&mut hist_read, &mut hist_write);
-            }
-        }
-        Ok(cur)
+        run.finish()
     }
 }
 

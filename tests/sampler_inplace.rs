@@ -1,6 +1,6 @@
 //! Zero-copy hand-off on the CPU backend: host slices are the tensors' own
 //! storage, and a model that fills the driver's buffers in place makes the
-//! driver allocate and copy nothing per stage (docs/DESIGN.md §7).
+//! driver allocate and copy nothing per stage (docs/DESIGN.md §4b).
 //!
 //! Proof by pointer identity: the slices a model sees at every stage are the
 //! same two state buffers (ping-pong) and one output buffer, the final state
