@@ -799,6 +799,32 @@ impl Tensor {
         }
     }
 
+    /// A CPU-backend tensor that takes `host`'s elements over (no copy,
+    /// unlike [`Engine::upload`](crate::Engine::upload)): a vector a
+    /// framework gave up becomes kernel memory as it is.
+    pub fn from_host(host: HostTensor) -> Tensor {
+        Tensor {
+            shape: host.shape(),
+            storage: Storage::Host(host.into_data()),
+        }
+    }
+
+    /// The elements as a [`HostTensor`], moved out (no copy), if the tensor
+    /// lives on the CPU backend; [`Error::WrongBackend`] otherwise (then
+    /// [`Engine::download`](crate::Engine::download) its view). Hands a
+    /// result to a framework that takes ownership of a vector.
+    pub fn into_host(self) -> Result<HostTensor> {
+        let _kind = self.backend();
+        match self.storage {
+            Storage::Host(d) => Ok(HostTensor {
+                shape: self.shape,
+                data: d,
+            }),
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            _ => Err(not_host("tensor", _kind)),
+        }
+    }
+
     /// Borrow as a kernel input.
     pub fn view(&self) -> View<'_> {
         let data = match &self.storage {

@@ -7,10 +7,12 @@
 //! is one of those two, and the in-place run is bit-identical to one whose
 //! model replaces its output with a freshly uploaded tensor.
 
+mod common;
+
 use gaussflow::sampler::{Ddim, DdimOptions, Guided, Sampler, Steps};
 use gaussflow::sampling::{Driver, ModelCall, prior_sample};
 use gaussflow::schedule::{Flow, VpCosine};
-use gaussflow::{DType, Engine, Error, HostTensor, Prediction, SampleIds, Shape};
+use gaussflow::{BackendKind, DType, Engine, Error, HostTensor, Prediction, SampleIds, Shape};
 
 const SHAPE: Shape = Shape::new(3, 5);
 
@@ -44,6 +46,72 @@ fn host_slices_are_the_tensor_storage() {
     let mut h = engine.alloc(SHAPE, DType::BF16).unwrap();
     let r = h.host_slice_mut().unwrap().typed::<f32>();
     assert!(matches!(r, Err(Error::DType { .. })), "{r:?}");
+}
+
+/// A vector handed over becomes a CPU tensor and comes back out with no copy.
+#[test]
+fn host_tensors_move_in_and_out_without_a_copy() {
+    let engine = Engine::cpu();
+    let v: Vec<f32> = (0..15).map(|i| i as f32).collect();
+    let p = v.as_ptr() as *const u8;
+    let host = HostTensor::new(SHAPE, gaussflow::HostData::F32(v)).unwrap();
+    let t = gaussflow::Tensor::from_host(host);
+    assert_eq!(t.host_slice().unwrap().as_ptr(), p);
+    let mut out = engine.alloc(SHAPE, DType::F32).unwrap();
+    engine.copy(&t.view(), out.view_mut()).unwrap();
+    assert_eq!(t.into_host().unwrap().data().as_slice().as_ptr(), p);
+    let q = out.host_slice().unwrap().as_ptr();
+    match out.into_host().unwrap().into_data() {
+        gaussflow::HostData::F32(v) => assert_eq!(v.as_ptr() as *const u8, q),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Device tensors have no host slice: a clear error naming the backend,
+/// also through a model call.
+#[test]
+fn device_tensors_have_no_host_slice() {
+    for engine in common::engines()
+        .iter()
+        .filter(|e| e.kind() != BackendKind::Cpu)
+    {
+        let mut t = engine.alloc(SHAPE, DType::F32).unwrap();
+        let r = t.host_slice().map(|_| ());
+        assert!(
+            matches!(r, Err(Error::WrongBackend { tensor, .. }) if tensor == engine.kind()),
+            "{r:?}"
+        );
+        let r = t.host_slice_mut().map(|_| ());
+        assert!(matches!(r, Err(Error::WrongBackend { .. })), "{r:?}");
+        let r = t.view_mut().into_host_slice_mut().map(|_| ());
+        assert!(matches!(r, Err(Error::WrongBackend { .. })), "{r:?}");
+        let r = t.into_host().map(|_| ());
+        assert!(matches!(r, Err(Error::WrongBackend { .. })), "{r:?}");
+        let steps = Steps::from_grid(&[1.0, 0.0]).unwrap();
+        let ddim = Ddim::new(Flow, Prediction::X, steps, DdimOptions::ddim()).unwrap();
+        let driver = Driver::new(engine, ddim.plan().unwrap()).unwrap();
+        let z = engine.alloc(SHAPE, DType::F32).unwrap();
+        let r = driver.run(&z, 0, SampleIds::Offset(0), |mut c| {
+            c.output_host_mut()?;
+            Ok(())
+        });
+        assert!(matches!(r, Err(Error::WrongBackend { .. })), "{r:?}");
+        // The device path: the view the driver gives, written by a kernel.
+        let half = engine
+            .upload(&HostTensor::from_f32(SHAPE, &[0.5; 15], DType::F32).unwrap())
+            .unwrap();
+        let x0 = driver
+            .run(&z, 0, SampleIds::Offset(0), |mut c| {
+                engine.copy(&half.view(), c.output_view_mut())
+            })
+            .unwrap();
+        let got = engine.download(&x0.view()).unwrap().to_f32_vec();
+        assert_eq!(
+            got,
+            vec![0.5; 15],
+            "x-prediction 0.5 at the last step to t = 0"
+        );
+    }
 }
 
 /// Runs `driver` with a model that writes in place, recording the buffers'

@@ -275,6 +275,16 @@ fn misuse_is_an_error() {
         "{r:?}"
     );
 
+    // DDIM draws no noise; DDPM's last step to σ = 0 draws none either.
+    assert!(!driver.start(&z, philox()).unwrap().draws_noise());
+    let ddpm = Ddim::new(Flow, Prediction::X, steps.clone(), DdimOptions::ddpm()).unwrap();
+    let ddpm_driver = Driver::new(&engine, ddpm.plan().unwrap()).unwrap();
+    let mut r2 = ddpm_driver.start(&z, philox()).unwrap();
+    assert!(r2.draws_noise());
+    r2.output_mut().unwrap();
+    r2.advance().unwrap();
+    assert!(!r2.draws_noise());
+
     // Step past the end.
     let mut run = driver.start(&z, philox()).unwrap();
     for _ in 0..2 {

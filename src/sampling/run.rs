@@ -176,6 +176,13 @@ impl<'a, 'n> Run<'a, 'n> {
         }
     }
 
+    /// Whether the current stage draws noise (so a
+    /// [`RunNoise::Supplied`] callback is asked for it at this
+    /// [`Run::advance`]); `false` once done.
+    pub fn draws_noise(&self) -> bool {
+        self.stage().is_some_and(draws_noise)
+    }
+
     /// Whether the plan is guided (the model gives an unconditional output too).
     pub fn guided(&self) -> bool {
         self.uncond.is_some()
