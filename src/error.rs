@@ -4,6 +4,8 @@
 //! kind of mistake has its own variant so callers (and tests) can match on it,
 //! and its message says what was wrong and with which value.
 
+use std::sync::Arc;
+
 use crate::backend::BackendKind;
 use crate::param::Prediction;
 use crate::tensor::DType;
@@ -117,6 +119,24 @@ pub enum Error {
         reason: String,
     },
 
+    /// A step-at-a-time [`Run`](crate::sampling::Run) was driven out of
+    /// order: advanced before the model output was given, finished early,
+    /// or stepped past its last stage.
+    OutOfOrder {
+        /// What was asked, and why it cannot be done now.
+        what: String,
+        /// The stage the run is at (`stages` once done).
+        stage: usize,
+        /// Number of stages of the run.
+        stages: usize,
+    },
+
+    /// A user model's own error, returned from a model closure (or a
+    /// noise callback) and carried out unchanged: [`source`](std::error::Error::source)
+    /// is that error. Made by [`Error::model`] or `?` on a
+    /// `Box<dyn std::error::Error + Send + Sync>`.
+    Model(ModelError),
+
     /// The device reported an error while running a kernel or copying data.
     Device {
         /// Which backend.
@@ -179,14 +199,86 @@ impl std::fmt::Display for Error {
                 what,
                 reason,
             } => write!(f, "{backend} backend does not support {what}: {reason}"),
+            Error::OutOfOrder {
+                what,
+                stage,
+                stages,
+            } => write!(f, "run at stage {stage} of {stages}: {what}"),
+            Error::Model(e) => write!(f, "model error: {e}"),
             Error::Device { backend, message } => write!(f, "{backend} device error: {message}"),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Model(e) => Some(e.get()),
+            _ => None,
+        }
+    }
+}
+
+/// A user model's error inside [`Error::Model`], shared so that [`Error`]
+/// stays `Clone`. Two are equal when they are the same error (clones of one
+/// [`ModelError`]), since an arbitrary error type has no equality.
+#[derive(Clone)]
+pub struct ModelError(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl ModelError {
+    /// Wraps `error` (any error type, or a message).
+    pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        ModelError(Arc::from(error.into()))
+    }
+
+    /// The model's error.
+    pub fn get(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+
+    /// The model's error as its own type, if it is a `T`.
+    pub fn downcast_ref<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        self.0.downcast_ref::<T>()
+    }
+}
+
+impl PartialEq for ModelError {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::fmt::Debug for ModelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for ModelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl From<Box<dyn std::error::Error + Send + Sync + 'static>> for Error {
+    /// A boxed gaussflow [`Error`] comes back as itself; any other error
+    /// becomes [`Error::Model`].
+    fn from(e: Box<dyn std::error::Error + Send + Sync + 'static>) -> Self {
+        match e.downcast::<Error>() {
+            Ok(own) => *own,
+            Err(other) => Error::Model(ModelError(Arc::from(other))),
+        }
+    }
+}
 
 impl Error {
+    /// A user model's error as [`Error::Model`], for `?` in a model closure:
+    /// `net.forward(&z).map_err(Error::model)?`. A gaussflow [`Error`]
+    /// passed in comes back unchanged.
+    pub fn model(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Error::from(error.into())
+    }
+
     /// Shorthand for [`Error::InvalidArgument`].
     pub fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::InvalidArgument {

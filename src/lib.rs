@@ -34,18 +34,23 @@ pub mod sde;
 mod simd;
 mod special;
 pub mod tensor;
+pub mod training;
 pub mod verify;
 pub mod weighting;
 
 pub use backend::{
     Attempt, BackendKind, Engine, LossOp, Noise, NoiseOp, RowTable, Rows, SampleIds, StepOp, Target,
 };
-pub use error::{Error, Result};
+pub use error::{Error, ModelError, Result};
 pub use param::Prediction;
 pub use rng::{Domain, NoiseKey};
 pub use rows::{LossCoeffs, LossRow, NoiseCoeffs, NoiseRow, StepCoeffs, StepRow};
+pub use sampling::{Driver, Run, RunNoise};
 pub use schedule::{Schedule, ScheduleAt};
-pub use tensor::{DType, Element, HostData, HostTensor, Shape, Tensor, View, ViewMut};
+pub use tensor::{
+    DType, Element, HostData, HostSlice, HostSliceMut, HostTensor, Shape, Tensor, View, ViewMut,
+};
+pub use training::{Batch, Reduction};
 
 /// The README's code samples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

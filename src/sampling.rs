@@ -27,6 +27,10 @@
 //!   likewise asked only for steps that add noise. The kernel then reads that
 //!   buffer instead of generating.
 //!
+//! [`Driver::run`] owns the loop and calls a closure; [`Driver::start`]
+//! hands the loop to the caller instead, one stage at a time ([`Run`], the
+//! same implementation).
+//!
 //! States and histories ping-pong between two device tensors each, so no
 //! launch reads what it writes and nothing returns to the host inside the
 //! loop except through the user's model.
@@ -57,12 +61,16 @@
 //! # Ok::<(), gaussflow::Error>(())
 //! ```
 
-use crate::backend::{Engine, Noise, NoiseOp, RowTable, SampleIds, StepOp};
+pub mod run;
+
+pub use run::Run;
+
+use crate::backend::{Engine, Noise, NoiseOp, RowTable, SampleIds};
 use crate::error::{Error, Result};
 use crate::rng::{Domain, NoiseKey};
-use crate::rows::{HISTORY, MODEL, MODEL_UNCOND, NoiseRow, STATE, StepRow};
+use crate::rows::{NoiseRow, StepRow};
 use crate::sampler::{Plan, PlanStage, Sampler};
-use crate::tensor::{DType, HostTensor, Shape, Tensor};
+use crate::tensor::{DType, HostSlice, HostSliceMut, HostTensor, Shape, Tensor, View, ViewMut};
 
 /// The Philox stream of the prior sample drawn by [`prior_sample`]
 /// (domain [`Domain::SAMPLER_STEP`]): no plan stage reaches it, since plans
@@ -70,6 +78,50 @@ use crate::tensor::{DType, HostTensor, Shape, Tensor};
 pub const PRIOR_STREAM: u32 = u32::MAX;
 
 /// What the model is asked for at one stage.
+///
+/// # Filling the output
+///
+/// `output` (and `uncond`) are the driver's own buffers, reused at every
+/// stage; the fused step reads them right after the model returns. Two ways
+/// to fill them:
+///
+/// * **in place** (no allocation, no copy): write into the buffer the driver
+///   gives. On the CPU backend [`ModelCall::output_host_mut`] is the
+///   buffer's memory as a slice (and [`ModelCall::state_host`] the state's,
+///   read without a copy); on any backend [`ModelCall::output_view_mut`] is
+///   a [`ViewMut`] a kernel (gaussflow's, or the caller's own through the
+///   wgpu buffer or CUDA slice it borrows) writes into;
+/// * **by replacement**: `*call.output = tensor`, a tensor of the state's
+///   shape and dtype on the engine's backend (checked after the call: a
+///   [`Error::Shape`], [`Error::DType`] or [`Error::WrongBackend`] names
+///   `model output`). The replaced buffer is dropped, so this allocates.
+///
+/// To hand over a buffer the caller owns instead (a framework's tensor, with
+/// no copy into the driver's), drive the loop stage by stage with
+/// [`Run`] and [`Run::advance_with`].
+///
+/// ```
+/// use gaussflow::sampler::{Ddim, DdimOptions, Sampler, Steps};
+/// use gaussflow::sampling::{Driver, prior_sample};
+/// use gaussflow::{DType, Engine, Prediction, SampleIds, Shape, schedule::Flow};
+///
+/// let engine = Engine::cpu();
+/// let shape = Shape::new(2, 4);
+/// let steps = Steps::from_grid(&[1.0, 0.5, 0.0])?;
+/// let driver = Driver::new(&engine, Ddim::new(Flow, Prediction::X, steps, DdimOptions::ddim())?.plan()?)?;
+/// let z1 = prior_sample(&engine, shape, DType::F32, 1.0, 3, SampleIds::Offset(0))?;
+/// let x0 = driver.run(&z1, 3, SampleIds::Offset(0), |mut call| {
+///     // x-prediction x̂ = z / 2, read and written in the driver's buffers.
+///     let z = call.state_host()?.typed::<f32>()?;
+///     let out = call.output_host_mut()?.typed::<f32>()?;
+///     for (o, &zi) in out.iter_mut().zip(z) {
+///         *o = 0.5 * zi;
+///     }
+///     Ok(())
+/// })?;
+/// assert_eq!(x0.shape(), shape);
+/// # Ok::<(), gaussflow::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct ModelCall<'a> {
     /// Index of the stage in the run (also its noise stream).
@@ -85,10 +137,76 @@ pub struct ModelCall<'a> {
     pub state: &'a Tensor,
     /// Fill with the model output (the conditional one under guidance):
     /// write into it, or replace it with a tensor of the same shape and dtype
-    /// on the same engine.
+    /// on the same engine (see the type's docs).
     pub output: &'a mut Tensor,
     /// Under guidance, fill with the unconditional output; `None` otherwise.
     pub uncond: Option<&'a mut Tensor>,
+}
+
+impl<'a> ModelCall<'a> {
+    /// The state's elements, borrowed (no copy), on the CPU backend;
+    /// [`Error::WrongBackend`] on a device backend (read
+    /// [`ModelCall::state`]'s view there).
+    pub fn state_host(&self) -> Result<HostSlice<'a>> {
+        self.state.host_slice()
+    }
+
+    /// The output buffer's elements, writable in place (no copy), on the
+    /// CPU backend; [`Error::WrongBackend`] on a device backend.
+    pub fn output_host_mut(&mut self) -> Result<HostSliceMut<'_>> {
+        self.output.host_slice_mut()
+    }
+
+    /// The unconditional output buffer, writable in place, on the CPU
+    /// backend; [`Error::InvalidArgument`] when the plan is not guided.
+    pub fn uncond_host_mut(&mut self) -> Result<HostSliceMut<'_>> {
+        match self.uncond.as_deref_mut() {
+            Some(u) => u.host_slice_mut(),
+            None => Err(Error::invalid(
+                "unconditional model output",
+                "the plan is not guided, so there is none to fill",
+            )),
+        }
+    }
+
+    /// The output buffer as a kernel output, on any backend: what is
+    /// written through it is what the fused step reads.
+    pub fn output_view_mut(&mut self) -> ViewMut<'_> {
+        self.output.view_mut()
+    }
+
+    /// The unconditional output buffer as a kernel output, under guidance.
+    pub fn uncond_view_mut(&mut self) -> Option<ViewMut<'_>> {
+        self.uncond.as_deref_mut().map(Tensor::view_mut)
+    }
+}
+
+/// Errors unless `t` has the state's shape and dtype and lives on `engine`'s
+/// backend: a model that replaced its output with another tensor must hand
+/// back one the step can read.
+pub(crate) fn check_like(engine: &Engine, what: &str, t: &View<'_>, state: &Tensor) -> Result<()> {
+    if t.backend() != engine.kind() {
+        return Err(Error::WrongBackend {
+            what: what.into(),
+            engine: engine.kind(),
+            tensor: t.backend(),
+        });
+    }
+    if t.shape() != state.shape() {
+        return Err(Error::Shape {
+            what: what.into(),
+            expected: state.shape().as_array(),
+            got: t.shape().as_array(),
+        });
+    }
+    if t.dtype() != state.dtype() {
+        return Err(Error::DType {
+            what: what.into(),
+            expected: state.dtype(),
+            got: t.dtype(),
+        });
+    }
+    Ok(())
 }
 
 /// The noise of one stage, asked of the caller under [`RunNoise::Supplied`].
@@ -217,112 +335,19 @@ impl<'e> Driver<'e> {
     pub fn run_with<F>(
         &self,
         initial: &Tensor,
-        mut source: RunNoise<'_>,
+        source: RunNoise<'_>,
         mut model: F,
     ) -> Result<Tensor>
     where
         F: FnMut(ModelCall<'_>) -> Result<()>,
     {
-        let engine = self.engine;
-        let (shape, dtype) = (initial.shape(), initial.dtype());
-        let width = self.plan.width();
-        if width != 1 && width != shape.batch {
-            return Err(Error::Length {
-                what: "per-sample plan width (rows per stage) vs batch".into(),
-                expected: shape.batch,
-                got: width,
-            });
+        // The one implementation: the step-at-a-time run, driven here.
+        let mut run = self.start(initial, source)?;
+        while !run.is_done() {
+            model(run.next_call()?)?;
+            run.advance()?;
         }
-        let mut next = engine.alloc(shape, dtype)?;
-        let mut cur = engine.alloc(shape, dtype)?;
-        let mut output = engine.alloc(shape, dtype)?;
-        let mut uncond = if self.plan.guided() {
-            Some(engine.alloc(shape, dtype)?)
-        } else {
-            None
-        };
-        // History slots start at zero: a row with a zero history coefficient
-        // must not meet NaN garbage (0 · NaN = NaN).
-        let (mut hist_read, mut hist_write) = if self.plan.uses_history() {
-            let zeros = HostTensor::from_f32(shape, &vec![0.0; shape.len()?], dtype)?;
-            (Some(engine.upload(&zeros)?), Some(engine.upload(&zeros)?))
-        } else {
-            (None, None)
-        };
-        // The caller's noise tensor, allocated at the first stage that draws noise.
-        let mut noise_buf: Option<Tensor> = None;
-        let mut times = vec![0.0; shape.batch];
-        for (i, st) in self.plan.stages().iter().enumerate() {
-            let state: &Tensor = if i == 0 { initial } else { &cur };
-            if st.t.len() == 1 {
-                times.fill(st.t[0]);
-            } else {
-                times.copy_from_slice(&st.t);
-            }
-            model(ModelCall {
-                index: i,
-                step: st.step,
-                stage: st.stage,
-                t: &times,
-                state,
-                output: &mut output,
-                uncond: uncond.as_mut(),
-            })?;
-            let reads = st.reads();
-            let mut inputs = [None, None, None, None];
-            inputs[STATE] = Some(state.view());
-            inputs[MODEL] = Some(output.view());
-            if reads[MODEL_UNCOND] {
-                inputs[MODEL_UNCOND] = uncond.as_ref().map(|u| u.view());
-            }
-            if reads[HISTORY] {
-                inputs[HISTORY] = hist_read.as_ref().map(|h| h.view());
-            }
-            let noise = match (st.noise.filter(|_| draws_noise(st)), &mut source) {
-                (None, _) => None,
-                (Some(domain), RunNoise::Philox { seed, ids }) => Some(Noise::Philox {
-                    key: NoiseKey {
-                        seed: *seed,
-                        stream: st.stream,
-                        domain,
-                    },
-                    ids: *ids,
-                }),
-                (Some(domain), RunNoise::Supplied(fill)) => {
-                    if noise_buf.is_none() {
-                        noise_buf = Some(engine.alloc(shape, dtype)?);
-                    }
-                    if let Some(buf) = noise_buf.as_mut() {
-                        fill(NoiseCall {
-                            index: i,
-                            step: st.step,
-                            stage: st.stage,
-                            domain,
-                            noise: buf,
-                        })?;
-                    }
-                    // The engine checks the caller's tensor (shape, dtype, engine).
-                    noise_buf.as_ref().map(|b| Noise::Buffer(b.view()))
-                }
-            };
-            let x_hat = if st.writes_history {
-                hist_write.as_mut().map(|h| h.view_mut())
-            } else {
-                None
-            };
-            engine.step(StepOp {
-                inputs,
-                rows: self.table.rows(i * width, width)?,
-                noise,
-                out: next.view_mut(),
-                x_hat,
-            })?;
-            std::mem::swap(&mut cur, &mut next);
-            if st.writes_history {
-                std::mem::swap(&mut hist_read, &mut hist_write);
-            }
-        }
-        Ok(cur)
+        run.finish()
     }
 }
 

@@ -344,7 +344,36 @@ pub enum HostSlice<'a> {
     BF16(&'a [bf16]),
 }
 
-impl HostSlice<'_> {
+impl<'a> HostSlice<'a> {
+    /// The elements as `&[T]`; a [`Error::DType`] unless `T` is the
+    /// slice's storage type. Borrows the same memory (no copy).
+    pub fn typed<T: Element>(self) -> Result<&'a [T]> {
+        let got = self.dtype();
+        if got != T::DTYPE {
+            return Err(Error::DType {
+                what: "host slice read as a typed slice".into(),
+                expected: T::DTYPE,
+                got,
+            });
+        }
+        // Same dtype, so the cast is the identity (bytemuck checks size and alignment).
+        Ok(match self {
+            HostSlice::F32(v) => bytemuck::cast_slice(v),
+            HostSlice::F16(v) => bytemuck::cast_slice(v),
+            HostSlice::BF16(v) => bytemuck::cast_slice(v),
+        })
+    }
+
+    /// Address of the first element (for identity checks: two slices
+    /// with the same address borrow the same memory).
+    pub fn as_ptr(&self) -> *const u8 {
+        match self {
+            HostSlice::F32(v) => v.as_ptr().cast(),
+            HostSlice::F16(v) => v.as_ptr().cast(),
+            HostSlice::BF16(v) => v.as_ptr().cast(),
+        }
+    }
+
     /// Storage type.
     pub fn dtype(&self) -> DType {
         match self {
@@ -378,7 +407,48 @@ pub enum HostSliceMut<'a> {
     BF16(&'a mut [bf16]),
 }
 
-impl HostSliceMut<'_> {
+impl<'a> HostSliceMut<'a> {
+    /// The elements as `&mut [T]`; a [`Error::DType`] unless `T` is the
+    /// slice's storage type. Borrows the same memory (no copy).
+    pub fn typed<T: Element>(self) -> Result<&'a mut [T]> {
+        let got = self.dtype();
+        if got != T::DTYPE {
+            return Err(Error::DType {
+                what: "host slice written as a typed slice".into(),
+                expected: T::DTYPE,
+                got,
+            });
+        }
+        Ok(match self {
+            HostSliceMut::F32(v) => bytemuck::cast_slice_mut(v),
+            HostSliceMut::F16(v) => bytemuck::cast_slice_mut(v),
+            HostSliceMut::BF16(v) => bytemuck::cast_slice_mut(v),
+        })
+    }
+
+    /// Reborrows for a shorter lifetime.
+    pub fn reborrow(&mut self) -> HostSliceMut<'_> {
+        match self {
+            HostSliceMut::F32(v) => HostSliceMut::F32(v),
+            HostSliceMut::F16(v) => HostSliceMut::F16(v),
+            HostSliceMut::BF16(v) => HostSliceMut::BF16(v),
+        }
+    }
+
+    /// Reborrows as a read-only slice.
+    pub fn as_slice(&self) -> HostSlice<'_> {
+        match self {
+            HostSliceMut::F32(v) => HostSlice::F32(v),
+            HostSliceMut::F16(v) => HostSlice::F16(v),
+            HostSliceMut::BF16(v) => HostSlice::BF16(v),
+        }
+    }
+
+    /// Address of the first element (see [`HostSlice::as_ptr`]).
+    pub fn as_ptr(&self) -> *const u8 {
+        self.as_slice().as_ptr()
+    }
+
     /// Storage type.
     pub fn dtype(&self) -> DType {
         match self {
@@ -433,6 +503,17 @@ pub(crate) enum ViewMutData<'a> {
     Wgpu(crate::backend::wgpu::WgpuRef<'a>),
     #[cfg(feature = "cuda")]
     Cuda(crate::backend::cuda::CudaMut<'a>),
+}
+
+/// The error of a host-slice access to device memory: the CPU backend's
+/// memory was expected, `got`'s was found.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn not_host(what: &str, got: BackendKind) -> Error {
+    Error::WrongBackend {
+        what: format!("host slice of a {what} (only CPU memory is host memory)"),
+        engine: BackendKind::Cpu,
+        tensor: got,
+    }
 }
 
 fn check_len(shape: Shape, len: usize) -> Result<()> {
@@ -509,12 +590,13 @@ impl<'a> View<'a> {
         }
     }
 
-    /// The host elements a CPU view borrows (no copy); `None` for device memory.
-    pub fn host_slice(&self) -> Option<HostSlice<'_>> {
+    /// The borrowed host elements (no copy), if the view borrows host
+    /// memory (CPU backend); [`Error::WrongBackend`] for device memory.
+    pub fn host_slice(&self) -> Result<HostSlice<'a>> {
         match &self.data {
-            ViewData::Host(s) => Some(*s),
-            #[allow(unreachable_patterns)]
-            _ => None,
+            ViewData::Host(s) => Ok(*s),
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            _ => Err(not_host("view", self.backend())),
         }
     }
 
@@ -587,6 +669,29 @@ impl<'a> ViewMut<'a> {
         }
     }
 
+    /// The borrowed host elements, writable (no copy), if the view borrows
+    /// host memory (CPU backend); [`Error::WrongBackend`] for device memory.
+    pub fn host_slice_mut(&mut self) -> Result<HostSliceMut<'_>> {
+        // Read before the borrow below; unused when only the CPU backend is built.
+        let _kind = self.backend();
+        match &mut self.data {
+            ViewMutData::Host(s) => Ok(s.reborrow()),
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            _ => Err(not_host("view", _kind)),
+        }
+    }
+
+    /// As [`ViewMut::host_slice_mut`], keeping the view's whole borrow.
+    pub fn into_host_slice_mut(self) -> Result<HostSliceMut<'a>> {
+        // Read before the borrow below; unused when only the CPU backend is built.
+        let _kind = self.backend();
+        match self.data {
+            ViewMutData::Host(s) => Ok(s),
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            _ => Err(not_host("view", _kind)),
+        }
+    }
+
     /// The backend whose memory this view borrows.
     pub fn backend(&self) -> BackendKind {
         match &self.data {
@@ -620,33 +725,6 @@ pub(crate) enum Storage {
 }
 
 impl Tensor {
-    /// A CPU-backend tensor that takes `host`'s elements as they are (the
-    /// `Vec` changes owner; nothing is copied). Any CPU engine accepts it,
-    /// like the result of `Engine::cpu().upload(&host)`, which copies.
-    pub fn from_host(host: HostTensor) -> Tensor {
-        Tensor {
-            shape: host.shape(),
-            storage: Storage::Host(host.into_data()),
-        }
-    }
-
-    /// The elements of a CPU-backend tensor as a [`HostTensor`], without a
-    /// copy. A tensor on another backend is
-    /// [`Error::WrongBackend`](crate::Error::WrongBackend) (download it with
-    /// [`Engine::download`](crate::Engine::download) instead).
-    pub fn into_host(self) -> Result<HostTensor> {
-        let backend = self.backend();
-        match self.storage {
-            Storage::Host(data) => HostTensor::new(self.shape, data),
-            #[allow(unreachable_patterns)]
-            _ => Err(Error::WrongBackend {
-                what: "tensor taken as host data".into(),
-                engine: BackendKind::Cpu,
-                tensor: backend,
-            }),
-        }
-    }
-
     /// Shape.
     pub fn shape(&self) -> Shape {
         self.shape
@@ -682,6 +760,68 @@ impl Tensor {
             #[cfg(feature = "wgpu")]
             Storage::Wgpu(b) => Some(b.buffer()),
             _ => None,
+        }
+    }
+
+    /// The tensor's own elements (no copy) if it lives on the CPU backend;
+    /// [`Error::WrongBackend`] otherwise. The slice is the tensor's
+    /// storage: the same address on every call, and what a kernel reads
+    /// from this tensor next. A CPU model reads its input this way:
+    ///
+    /// ```
+    /// use gaussflow::{DType, Engine, HostTensor, Shape};
+    /// let engine = Engine::cpu();
+    /// let mut t = engine.alloc(Shape::new(2, 2), DType::F32)?;
+    /// t.host_slice_mut()?.typed::<f32>()?.copy_from_slice(&[1.0, 2.0, 3.0, 4.0]);
+    /// assert_eq!(t.host_slice()?.typed::<f32>()?, &[1.0, 2.0, 3.0, 4.0]);
+    /// # Ok::<(), gaussflow::Error>(())
+    /// ```
+    pub fn host_slice(&self) -> Result<HostSlice<'_>> {
+        match &self.storage {
+            Storage::Host(d) => Ok(d.as_slice()),
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            _ => Err(not_host("tensor", self.backend())),
+        }
+    }
+
+    /// The tensor's own elements, writable (no copy), if it lives on the
+    /// CPU backend; [`Error::WrongBackend`] otherwise. What is written here
+    /// is what the next kernel reading this tensor sees, which is how a CPU
+    /// model fills [`ModelCall::output`](crate::sampling::ModelCall::output)
+    /// in place.
+    pub fn host_slice_mut(&mut self) -> Result<HostSliceMut<'_>> {
+        // Read before the borrow below; unused when only the CPU backend is built.
+        let _kind = self.backend();
+        match &mut self.storage {
+            Storage::Host(d) => Ok(d.as_slice_mut()),
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            _ => Err(not_host("tensor", _kind)),
+        }
+    }
+
+    /// A CPU-backend tensor that takes `host`'s elements over (no copy,
+    /// unlike [`Engine::upload`](crate::Engine::upload)): a vector a
+    /// framework gave up becomes kernel memory as it is.
+    pub fn from_host(host: HostTensor) -> Tensor {
+        Tensor {
+            shape: host.shape(),
+            storage: Storage::Host(host.into_data()),
+        }
+    }
+
+    /// The elements as a [`HostTensor`], moved out (no copy), if the tensor
+    /// lives on the CPU backend; [`Error::WrongBackend`] otherwise (then
+    /// [`Engine::download`](crate::Engine::download) its view). Hands a
+    /// result to a framework that takes ownership of a vector.
+    pub fn into_host(self) -> Result<HostTensor> {
+        let _kind = self.backend();
+        match self.storage {
+            Storage::Host(d) => Ok(HostTensor {
+                shape: self.shape,
+                data: d,
+            }),
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            _ => Err(not_host("tensor", _kind)),
         }
     }
 

@@ -66,8 +66,8 @@ pub fn load(path: &std::path::Path, held_out: usize) -> Result<(Digits, Digits),
     Ok((split(train), split(test)))
 }
 
-/// SplitMix64: the example's host randomness (batch indices, training
-/// times); the noise itself is gaussflow's Philox, drawn in the kernels.
+/// SplitMix64: the example's host randomness (the split, batch indices);
+/// times and noise are gaussflow's Philox.
 pub struct SplitMix(pub u64);
 
 impl SplitMix {
@@ -77,10 +77,5 @@ impl SplitMix {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1), never 0 or 1.
-    pub fn uniform(&mut self) -> f64 {
-        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
 }

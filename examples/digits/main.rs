@@ -41,12 +41,12 @@ use gaussflow::interop::candle::{borrow, into_candle};
 use gaussflow::sampler::{
     Ddim, DdimOptions, DpmSolverPP2M, DpmppOptions, FlowEuler, Sampler, Steps,
 };
-use gaussflow::sampling::{Driver, prior_sample};
+use gaussflow::sampling::{Driver, RunNoise, prior_sample};
 use gaussflow::schedule::{Flow, VpCosine};
 use gaussflow::weighting::{Objective, TimeDistribution, Weighting};
 use gaussflow::{
-    DType, Domain, Engine, HostData, HostTensor, LossOp, LossRow, Noise, NoiseKey, NoiseOp,
-    NoiseRow, Prediction, SampleIds, Schedule, Shape, Target, Tensor,
+    Batch, DType, Engine, HostData, HostTensor, Prediction, Reduction, SampleIds, Schedule, Shape,
+    Tensor,
 };
 
 use data::{Digits, PIXELS, SplitMix};
@@ -66,7 +66,7 @@ struct Config {
 impl Config {
     fn from_args() -> AnyResult<Config> {
         let mut cfg = Config {
-            train_steps: 3000,
+            train_steps: 8000,
             batch: 256,
             samples: 500,
             sample_steps: 25,
@@ -235,6 +235,7 @@ fn train_model(
     let objective = Objective::new(p, Weighting::Simple(p), TimeDistribution::Uniform)?;
     let schedule = &*family.schedule;
     let shape = Shape::new(cfg.batch, PIXELS);
+    // Batch indices only; times and noise are gaussflow's Philox.
     let mut rng = SplitMix(seed);
     let mut times = StepTimes::default();
     let bar = indicatif::ProgressBar::new(cfg.train_steps as u64).with_style(
@@ -251,35 +252,24 @@ fn train_model(
         for _ in 0..cfg.batch {
             x.extend_from_slice(train.image((rng.next() % train.len() as u64) as usize));
         }
-        let ts = (0..cfg.batch)
-            .map(|_| objective.sample_time(schedule, rng.uniform()))
-            .collect::<gaussflow::Result<Vec<f64>>>()?;
-        let noise_rows = objective
-            .noise_coeffs_batch(schedule, &ts)?
-            .iter()
-            .map(|c| c.to_row())
-            .collect::<gaussflow::Result<Vec<NoiseRow>>>()?;
-        let loss_rows = objective
-            .loss_coeffs_batch(schedule, &ts)?
-            .iter()
-            .map(|c| c.to_row())
-            .collect::<gaussflow::Result<Vec<LossRow>>>()?;
+        // Times from Philox (seed, step, sample id); rows built once; one
+        // noise key shared by the noising and the target rebuild.
+        let ids: Vec<u32> = (0..cfg.batch as u32).collect();
+        let batch = Batch::new(
+            &objective,
+            schedule,
+            seed,
+            step as u32,
+            SampleIds::Explicit(&ids),
+            shape,
+        )?;
         let x = Tensor::from_host(HostTensor::new(shape, HostData::F32(x))?);
-        let t_in = model::times(&ts)?;
-        // One key for the noising and the target rebuild: stream = step.
-        let key = NoiseKey::new(seed, Domain::FORWARD).with_stream(step as u32);
-        let ids = SampleIds::Offset(0);
+        let t_in = model::times(batch.times())?;
         times.data += clock.elapsed();
 
         let clock = Instant::now();
         let mut z = engine.alloc(shape, DType::F32)?;
-        engine.noise(NoiseOp {
-            x: x.view(),
-            rows: (&noise_rows).into(),
-            noise: Noise::Philox { key, ids },
-            z: z.view_mut(),
-            target: None,
-        })?;
+        batch.noise(engine, x.view(), z.view_mut(), None)?;
         times.gaussflow += clock.elapsed();
 
         let clock = Instant::now();
@@ -291,30 +281,27 @@ fn train_model(
         let mut grad = engine.alloc(shape, DType::F32)?;
         {
             let pred = borrow(&out)?;
-            engine.loss(LossOp {
-                pred: pred.view()?,
-                target: Target::Rebuild {
-                    x: x.view(),
-                    noise: Noise::Philox { key, ids },
-                },
-                rows: (&loss_rows).into(),
-                loss: loss.view_mut(),
-                grad: Some(grad.view_mut()),
-            })?;
+            // Mean over the batch: entry b is l_b / B, the gradient the mean's.
+            batch.loss(
+                engine,
+                pred.view()?,
+                x.view(),
+                loss.view_mut(),
+                Some(grad.view_mut()),
+                Reduction::Mean,
+            )?;
         }
         times.gaussflow += clock.elapsed();
 
         let clock = Instant::now();
-        // ∂/∂θ of the batch mean of the per-sample losses: the kernel's
-        // per-sample gradient, backpropagated through the network output.
-        let surrogate = (out * into_candle(grad)?)?
-            .sum_all()?
-            .affine(1.0 / cfg.batch as f64, 0.0)?;
+        // ∂/∂θ of the batch-mean loss: the kernel's gradient with respect
+        // to the network output, backpropagated through the network.
+        let surrogate = (out * into_candle(grad)?)?.sum_all()?;
         opt.backward_step(&surrogate)?;
         times.model += clock.elapsed();
 
         let losses = loss.into_host()?.to_f32_vec();
-        let batch_loss = losses.iter().map(|&l| f64::from(l)).sum::<f64>() / cfg.batch as f64;
+        let batch_loss = losses.iter().map(|&l| f64::from(l)).sum::<f64>();
         mean_loss = if step == 0 {
             batch_loss
         } else {
@@ -358,18 +345,24 @@ fn sample(
     let shape = Shape::new(cfg.samples, PIXELS);
     // σ = 1 at t = 1 for both schedules: the prior is N(0, I).
     let z1 = prior_sample(engine, shape, DType::F32, 1.0, seed, SampleIds::Offset(0))?;
-    let x0 = driver.run(&z1, seed, SampleIds::Offset(0), |call| {
-        let model_err = |e: candle_core::Error| gaussflow::Error::invalid("model", e.to_string());
-        // The driver owns the state; candle wants its own tensor: one copy in.
-        let z = engine.download(&call.state.view())?.to_f32_vec();
+    let mut run = driver.start(
+        &z1,
+        RunNoise::Philox {
+            seed,
+            ids: SampleIds::Offset(0),
+        },
+    )?;
+    while !run.is_done() {
+        // The run owns the state; candle wants a tensor of its own: the one
+        // copy per stage. The output is read where candle wrote it.
+        let z = run.state().host_slice()?.typed::<f32>()?.to_vec();
         let z =
             candle_core::Tensor::from_vec(z, (shape.batch, shape.dim), &candle_core::Device::Cpu)
-                .map_err(model_err)?;
-        let out = net
-            .forward(&z, &model::times(call.t).map_err(model_err)?)
-            .map_err(model_err)?;
-        // And one copy out, into the driver's output buffer.
-        engine.copy(&borrow(&out)?.view()?, call.output.view_mut())
-    })?;
+                .map_err(gaussflow::Error::model)?;
+        let t = model::times(run.times()?).map_err(gaussflow::Error::model)?;
+        let out = net.forward(&z, &t).map_err(gaussflow::Error::model)?;
+        run.advance_with(borrow(&out)?.view()?, None)?;
+    }
+    let x0 = run.finish()?;
     Ok(x0.into_host()?.to_f32_vec())
 }

@@ -65,6 +65,10 @@ impl Domain {
     pub const LANGEVIN: Domain = Domain(3);
     /// Probe vectors for divergence (Hutchinson) estimates.
     pub const PROBE: Domain = Domain(4);
+    /// Training times of [`training::Batch`](crate::training::Batch)
+    /// (stream = training step, block 0 of each sample: one uniform per
+    /// sample, not a normal).
+    pub const TRAINING_TIME: Domain = Domain(5);
 }
 
 /// Everything that selects a noise stream except the sample id and the
