@@ -88,9 +88,15 @@ fn copy_rejects_mismatched_arguments(engine: &gaussflow::Engine) {
     for engine in [engine] {
         let a = engine.alloc(Shape::new(2, 8), DType::F32).unwrap();
         let mut b = engine.alloc(Shape::new(2, 9), DType::F32).unwrap();
-        assert!(engine.copy(&a.view(), b.view_mut()).is_err());
+        assert_err!(
+            engine.copy(&a.view(), b.view_mut()),
+            gaussflow::Error::Shape { .. }
+        );
         let mut c = engine.alloc(Shape::new(2, 8), DType::BF16).unwrap();
-        assert!(engine.copy(&a.view(), c.view_mut()).is_err());
+        assert_err!(
+            engine.copy(&a.view(), c.view_mut()),
+            gaussflow::Error::DType { .. }
+        );
     }
     // A host view into a device engine, and the reverse.
     let host = HostTensor::from_f32(Shape::new(1, 4), &[1.0; 4], DType::F32).unwrap();
@@ -104,13 +110,16 @@ fn copy_rejects_mismatched_arguments(engine: &gaussflow::Engine) {
     assert_eq!(out, [1.0; 4]);
     for engine in common::engines().iter().filter(|e| e.kind() != cpu.kind()) {
         let mut d = engine.alloc(Shape::new(1, 4), DType::F32).unwrap();
-        assert!(engine.copy(&host.view(), d.view_mut()).is_err());
-        assert!(
+        assert_err!(
+            engine.copy(&host.view(), d.view_mut()),
+            gaussflow::Error::WrongBackend { .. }
+        );
+        assert_err!(
             cpu.copy(
                 &d.view(),
                 ViewMut::host(&mut out, Shape::new(1, 4)).unwrap()
-            )
-            .is_err()
+            ),
+            gaussflow::Error::WrongBackend { .. }
         );
     }
 }
@@ -239,7 +248,7 @@ fn wgpu_copy_refuses_overlapping_ranges_and_allows_the_identity(engine: &gaussfl
         &View::wgpu(&buf, 0, s, DType::F32).unwrap(),
         ViewMut::wgpu(&buf, 32, s, DType::F32).unwrap(),
     );
-    assert!(overlapping.is_err(), "{overlapping:?}");
+    assert_err!(overlapping, gaussflow::Error::InvalidArgument { .. });
     engine
         .copy(
             &View::wgpu(&buf, 64, s, DType::F32).unwrap(),

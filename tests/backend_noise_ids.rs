@@ -206,7 +206,24 @@ fn loss_results(
     (l_all, g_all)
 }
 
-const DIMS: [usize; 2] = [7, 1023];
+/// Elements per sample: small; one below a loss block; one past a loss
+/// block (4096) and one past a CPU chunk (16384), both prime, so samples
+/// and batches straddle every block, chunk and Philox-block boundary (a
+/// counter bug at a chunk edge once passed with D ≤ 1023 alone).
+const DIMS: [usize; 4] = [7, 1023, 4099, 16411];
+
+#[test]
+fn dims_straddle_the_cpu_chunk_and_loss_block() {
+    use gaussflow::backend::cpu::{CHUNK, LOSS_BLOCK};
+    assert!(
+        DIMS.iter().any(|&d| d > CHUNK && d % CHUNK != 0),
+        "{DIMS:?} vs chunk {CHUNK}"
+    );
+    assert!(
+        DIMS.iter().any(|&d| d > LOSS_BLOCK && d % LOSS_BLOCK != 0),
+        "{DIMS:?} vs loss block {LOSS_BLOCK}"
+    );
+}
 
 fn for_each_config(
     engine: &gaussflow::Engine,

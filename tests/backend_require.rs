@@ -38,7 +38,10 @@ fn requirement_is_enforced() {
     let (ok, text) = probe_with("cpu");
     assert!(ok, "requiring the CPU must pass:\n{text}");
     assert!(text.contains("present: [\"cpu\""), "{text}");
-    assert!(text.contains("1 passed"), "the probe must have run:\n{text}");
+    assert!(
+        text.contains("1 passed"),
+        "the probe must have run:\n{text}"
+    );
 
     let (ok, text) = probe_with("");
     assert!(ok, "requiring nothing must pass:\n{text}");

@@ -63,11 +63,7 @@ fn single_sample_batches_pass_on_every_runner(engine: &gaussflow::Engine) {
             sizes: vec![1, 2, 3, 4, 5, 8, 9],
             ..Matrix::default()
         };
-        assert_all_pass(
-            p.name,
-            &verify::run_matrix(p.runner, &m),
-            p.name != "cpu",
-        );
+        assert_all_pass(p.name, &verify::run_matrix(p.runner, &m), p.name != "cpu");
     });
 }
 
@@ -78,11 +74,7 @@ fn single_sample_batches_pass_on_every_runner(engine: &gaussflow::Engine) {
 fn large_matrix_passes_on_every_runner(engine: &gaussflow::Engine) {
     common::on_engine(engine, |p| {
         let m = Matrix::with_sizes(&[(1 << 20) + 3]);
-        assert_all_pass(
-            p.name,
-            &verify::run_matrix(p.runner, &m),
-            p.name != "cpu",
-        );
+        assert_all_pass(p.name, &verify::run_matrix(p.runner, &m), p.name != "cpu");
     });
 }
 

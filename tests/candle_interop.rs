@@ -214,13 +214,13 @@ fn an_error_inside_the_in_place_write_comes_back_unchanged() {
     assert!(matches!(e, Error::Shape { .. }), "{e}");
 }
 
-#[cfg(feature = "wgpu")]
-#[test]
-fn a_device_tensor_cannot_move_into_candle() {
-    let Ok(engine) = Engine::wgpu() else {
-        eprintln!("skipped: no wgpu adapter");
-        return;
-    };
+#[test(engines)]
+fn a_device_tensor_cannot_move_into_candle(engine: &Engine) {
+    if engine.kind() == gaussflow::BackendKind::Cpu {
+        crate::harness::skip(
+            "a CPU tensor does move: a_gaussflow_tensor_moves_into_candle_without_a_copy",
+        );
+    }
     let t = engine.alloc(Shape::new(1, 4), DType::F32).unwrap();
     let e = into_candle(t).unwrap_err();
     assert!(matches!(e, Error::WrongBackend { .. }), "{e}");

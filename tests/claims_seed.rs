@@ -100,6 +100,12 @@ fn claim9_reverse_sde_keeps_marginals(engine: &gaussflow::Engine) {
 
 #[test]
 fn unknown_claim_is_an_error() {
-    assert!(claims::run(&common::cpu(), 0).is_err());
-    assert!(claims::run(&common::cpu(), 10).is_err());
+    assert_err!(
+        claims::run(&common::cpu(), 0),
+        gaussflow::Error::InvalidArgument { .. }
+    );
+    assert_err!(
+        claims::run(&common::cpu(), 10),
+        gaussflow::Error::InvalidArgument { .. }
+    );
 }

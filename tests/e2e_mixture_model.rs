@@ -318,8 +318,14 @@ fn sliced_wasserstein_known_values() {
     for d in slicing_directions(5, 8) {
         assert!((d.iter().map(|v| v * v).sum::<f64>() - 1.0).abs() < 1e-12);
     }
-    assert!(sliced_wasserstein(&a, &a[..10], 2, &dirs).is_err());
-    assert!(sliced_wasserstein(&a, &a, 2, &[]).is_err());
+    assert_err!(
+        sliced_wasserstein(&a, &a[..10], 2, &dirs),
+        gaussflow::Error::Length { .. }
+    );
+    assert_err!(
+        sliced_wasserstein(&a, &a, 2, &[]),
+        gaussflow::Error::InvalidArgument { .. }
+    );
 }
 
 #[test]
@@ -352,13 +358,34 @@ fn mode_balancing_removes_the_weight_noise() {
 #[test]
 fn bad_inputs_are_errors() {
     let m = vec![vec![0.0, 0.0]];
-    assert!(GaussianMixture::new(0, &[1.0], &[vec![]], &[1.0]).is_err());
-    assert!(GaussianMixture::new(2, &[], &[], &[]).is_err());
-    assert!(GaussianMixture::new(2, &[0.0], &m, &[1.0]).is_err());
-    assert!(GaussianMixture::new(2, &[-1.0], &m, &[1.0]).is_err());
-    assert!(GaussianMixture::new(2, &[f64::NAN], &m, &[1.0]).is_err());
-    assert!(GaussianMixture::new(2, &[1.0], &m, &[0.0]).is_err());
-    assert!(GaussianMixture::new(2, &[1.0], &m, &[f64::INFINITY]).is_err());
+    assert_err!(
+        GaussianMixture::new(0, &[1.0], &[vec![]], &[1.0]),
+        gaussflow::Error::InvalidArgument { .. }
+    );
+    assert_err!(
+        GaussianMixture::new(2, &[], &[], &[]),
+        gaussflow::Error::InvalidArgument { .. }
+    );
+    assert_err!(
+        GaussianMixture::new(2, &[0.0], &m, &[1.0]),
+        gaussflow::Error::InvalidArgument { .. }
+    );
+    assert_err!(
+        GaussianMixture::new(2, &[-1.0], &m, &[1.0]),
+        gaussflow::Error::InvalidArgument { .. }
+    );
+    assert_err!(
+        GaussianMixture::new(2, &[f64::NAN], &m, &[1.0]),
+        gaussflow::Error::NonFinite { .. }
+    );
+    assert_err!(
+        GaussianMixture::new(2, &[1.0], &m, &[0.0]),
+        gaussflow::Error::InvalidArgument { .. }
+    );
+    assert_err!(
+        GaussianMixture::new(2, &[1.0], &m, &[f64::INFINITY]),
+        gaussflow::Error::NonFinite { .. }
+    );
     assert!(matches!(
         GaussianMixture::new(2, &[1.0, 1.0], &m, &[1.0, 1.0]),
         Err(Error::Length { .. })
@@ -367,13 +394,16 @@ fn bad_inputs_are_errors() {
         GaussianMixture::new(3, &[1.0], &m, &[1.0]),
         Err(Error::Length { .. })
     ));
-    assert!(GaussianMixture::new(2, &[1.0], &[vec![0.0, f64::NAN]], &[1.0]).is_err());
+    assert_err!(
+        GaussianMixture::new(2, &[1.0], &[vec![0.0, f64::NAN]], &[1.0]),
+        gaussflow::Error::NonFinite { .. }
+    );
     let mix = GaussianMixture::three_modes_2d();
     let at = VpCosine.at(0.5).unwrap();
     assert!(matches!(mix.x_eps(&at, &[1.0]), Err(Error::Length { .. })));
-    assert!(
-        mix.predict_batch(&VpCosine, Prediction::X, &[0.5], &[1.0, 2.0, 3.0])
-            .is_err()
+    assert_err!(
+        mix.predict_batch(&VpCosine, Prediction::X, &[0.5], &[1.0, 2.0, 3.0]),
+        gaussflow::Error::InvalidArgument { .. }
     );
     assert!(matches!(
         mix.predict_batch(
@@ -388,9 +418,18 @@ fn bad_inputs_are_errors() {
         mix.predict_batch(&VpCosine, Prediction::X, &[1.5], &[1.0, 2.0]),
         Err(Error::TimeOutOfRange { .. })
     ));
-    assert!(mix.sample_with_components(1, u32::MAX, 2).is_err());
-    assert!(mix.mode_stats(&[1.0, f64::NAN]).is_err());
-    assert!(mix.mode_stats(&[]).is_err());
+    assert_err!(
+        mix.sample_with_components(1, u32::MAX, 2),
+        gaussflow::Error::InvalidArgument { .. }
+    );
+    assert_err!(
+        mix.mode_stats(&[1.0, f64::NAN]),
+        gaussflow::Error::NonFinite { .. }
+    );
+    assert_err!(
+        mix.mode_stats(&[]),
+        gaussflow::Error::InvalidArgument { .. }
+    );
 }
 
 /// The driver adapter on every engine: the engine run of a plan equals the

@@ -3,7 +3,6 @@
 //! The checks run in the engine before any backend sees the arguments, so
 //! each test runs on every engine present.
 
-
 use gaussflow::rows::{LossRow, NO_CLIP, NoiseRow, StepRow};
 use gaussflow::{
     BackendKind, DType, Domain, Engine, Error, HostTensor, LossOp, Noise, NoiseKey, NoiseOp,
@@ -283,7 +282,9 @@ fn missing_input_slot_with_non_zero_coefficient_is_an_invalid_argument(engine: &
 }
 
 #[test(engines)]
-fn missing_noise_with_non_zero_noise_coefficient_is_an_invalid_argument(engine: &gaussflow::Engine) {
+fn missing_noise_with_non_zero_noise_coefficient_is_an_invalid_argument(
+    engine: &gaussflow::Engine,
+) {
     each_engine(engine, |e| {
         let mut rows = vec![step_row(); B];
         rows[1].noise = 0.3;

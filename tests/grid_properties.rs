@@ -273,11 +273,8 @@ fn bad_inputs_give_clear_errors() {
     };
     assert!(matches!(bad_terminal.grid(10), Err(InvalidArgument { .. })));
     // A library grid already has its last step.
-    assert!(
-        FlowMatch::default()
-            .grid(5)
-            .unwrap()
-            .with_final_zero()
-            .is_err()
+    assert_err!(
+        FlowMatch::default().grid(5).unwrap().with_final_zero(),
+        gaussflow::Error::InvalidArgument { .. }
     );
 }

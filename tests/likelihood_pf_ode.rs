@@ -237,7 +237,10 @@ fn bad_inputs_are_errors() {
         log_density(&field, &g, &[0.0], Divergence::Exact, 0, &prior),
         Err(Error::Length { .. })
     ));
-    assert!(log_density(&field, &[0.0], &[0.0, 0.0], Divergence::Exact, 0, &prior).is_err());
+    assert_err!(
+        log_density(&field, &[0.0], &[0.0, 0.0], Divergence::Exact, 0, &prior),
+        gaussflow::Error::InvalidArgument { .. }
+    );
     // σ′ = ∞ at t = 0 on VP linear: an error, not a NaN.
     let vpl = VpLinear::default();
     let lin = MixtureFlow {
@@ -248,7 +251,7 @@ fn bad_inputs_are_errors() {
         log_density(&lin, &g, &[0.0, 0.0], Divergence::Exact, 0, &prior),
         Err(Error::NotInvertible { .. })
     ));
-    assert!(
+    assert_err!(
         log_density(
             &field,
             &[0.5, 0.5],
@@ -256,10 +259,10 @@ fn bad_inputs_are_errors() {
             Divergence::Exact,
             0,
             &prior
-        )
-        .is_err()
+        ),
+        gaussflow::Error::InvalidArgument { .. }
     );
-    assert!(
+    assert_err!(
         log_density(
             &field,
             &[1.0, 0.0],
@@ -267,8 +270,8 @@ fn bad_inputs_are_errors() {
             Divergence::Exact,
             0,
             &prior
-        )
-        .is_err()
+        ),
+        gaussflow::Error::InvalidArgument { .. }
     );
     assert!(matches!(
         log_density(
@@ -286,11 +289,26 @@ fn bad_inputs_are_errors() {
         probes,
         fd_step,
     };
-    assert!(log_density(&field, &g, &[0.0, 0.0], hutch(0, 1e-4), 0, &prior).is_err());
-    assert!(log_density(&field, &g, &[0.0, 0.0], hutch(1, 0.0), 0, &prior).is_err());
-    assert!(log_density(&field, &g, &[0.0, 0.0], hutch(1, f64::NAN), 0, &prior).is_err());
-    assert!(hutchinson_divergence(&field, 0.5, &[0.0, 0.0], 0, 0, 0, 1e-4).is_err());
-    assert!(hutchinson_divergence(&field, 0.5, &[0.0], 0, 0, 4, 1e-4).is_err());
+    assert_err!(
+        log_density(&field, &g, &[0.0, 0.0], hutch(0, 1e-4), 0, &prior),
+        gaussflow::Error::InvalidArgument { .. }
+    );
+    assert_err!(
+        log_density(&field, &g, &[0.0, 0.0], hutch(1, 0.0), 0, &prior),
+        gaussflow::Error::InvalidArgument { .. }
+    );
+    assert_err!(
+        log_density(&field, &g, &[0.0, 0.0], hutch(1, f64::NAN), 0, &prior),
+        gaussflow::Error::NonFinite { .. }
+    );
+    assert_err!(
+        hutchinson_divergence(&field, 0.5, &[0.0, 0.0], 0, 0, 0, 1e-4),
+        gaussflow::Error::InvalidArgument { .. }
+    );
+    assert_err!(
+        hutchinson_divergence(&field, 0.5, &[0.0], 0, 0, 4, 1e-4),
+        gaussflow::Error::Length { .. }
+    );
     let bad_prior = |_: &[f64]| Ok(f64::NAN);
     assert!(matches!(
         log_density(&field, &g, &[0.0, 0.0], Divergence::Exact, 0, &bad_prior),

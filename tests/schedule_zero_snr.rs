@@ -214,11 +214,15 @@ fn bad_discrete_inputs() {
     let d = Discrete::from_alphas_cumprod(vec![0.9, 0.5, 0.0]).unwrap();
     assert!(d.is_zero_terminal_snr());
     assert_eq!(d.alpha(1.0), 0.0);
-    assert!(d.t_of_step(3).is_err() && d.t_of_step(-1).is_err());
+    assert_err!(d.t_of_step(3), gaussflow::Error::InvalidArgument { .. });
+    assert_err!(d.t_of_step(-1), gaussflow::Error::InvalidArgument { .. });
     assert_eq!(d.t_of_step(2).unwrap(), 1.0);
     // λ outside the range.
     let d = DiscreteConfig::default().build().unwrap();
-    assert!(d.t_from_log_snr(d.log_snr(1.0) - 1.0).is_err());
+    assert_err!(
+        d.t_from_log_snr(d.log_snr(1.0) - 1.0),
+        gaussflow::Error::InvalidArgument { .. }
+    );
     assert!(matches!(
         d.t_from_log_snr(f64::NAN),
         Err(Error::NonFinite { .. })

@@ -264,7 +264,10 @@ fn bad_sde_inputs() {
     let bad = FromSde::new(|t| if t > 0.99 { f64::NAN } else { 0.0 }, |_| 1.0).unwrap();
     assert!(matches!(bad.try_alpha(1.0), Err(Error::NonFinite { .. })));
     assert!(matches!(bad.at(1.0), Err(Error::NonFinite { .. })));
-    assert!(FromFlow::new(|_| 1.0, |t| t.ln()).is_err());
+    assert_err!(
+        FromFlow::new(|_| 1.0, |t| t.ln()),
+        gaussflow::Error::NonFinite { .. }
+    );
     // diffusion_at: out of range, α = 0, a constant σ with churn, a decreasing σ.
     assert!(matches!(
         diffusion_at(&Flow, 1.2, 0.0),

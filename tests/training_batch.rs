@@ -4,8 +4,6 @@
 //! batch-mean reduction's gradient is the per-sample gradient over B; and a
 //! model's own error comes out of the driver as `Error::Model`.
 
-mod common;
-
 use gaussflow::rng::philox4x32_10;
 use gaussflow::sampler::{Ddim, DdimOptions, Sampler, Steps};
 use gaussflow::sampling::Driver;
@@ -161,9 +159,9 @@ fn times_depend_on_seed_step_and_id_only() {
 
 /// The helper's launches are the hand-built ones of the README's earlier
 /// training step, bit for bit; the mean reduction divides by B.
-#[test]
-fn helper_equals_hand_built_step_and_mean_divides_by_b() {
-    for engine in common::engines() {
+#[test(engines)]
+fn helper_equals_hand_built_step_and_mean_divides_by_b(engine: &gaussflow::Engine) {
+    for engine in [engine] {
         for (batch, ids) in [
             (8usize, SampleIds::Offset(40)),
             (3, SampleIds::Explicit(&[7, 1, 30])),

@@ -627,7 +627,10 @@ fn headless_start_is_silent() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("1 passed"), "the child must have run:\n{stdout}");
+    assert!(
+        stdout.contains("1 passed"),
+        "the child must have run:\n{stdout}"
+    );
     assert!(
         stdout.contains("wgpu: Ok("),
         "wgpu did not start headless:\n{stdout}"

@@ -4,7 +4,6 @@
 //! noise, whose normals the chunked kernel reproduces within 4 ulp (raw
 //! Philox words are bit-identical: see `wgpu_philox.rs`).
 
-
 use gaussflow::rows::{LossRow, NoiseRow};
 use gaussflow::{
     DType, Domain, HostTensor, LossOp, Noise, NoiseKey, NoiseOp, Rows, SampleIds, Shape, Target,

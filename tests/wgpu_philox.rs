@@ -3,7 +3,6 @@
 //! (lavapipe in CI, where `GAUSSFLOW_REQUIRE_BACKENDS=wgpu` makes an absent
 //! adapter a failure).
 
-
 use gaussflow::rng::{self, Domain, NoiseKey};
 
 /// Distance in units in the last place between two finite f32 of any sign.

@@ -63,3 +63,22 @@ pub fn engines() -> Vec<Arc<Engine>> {
 pub fn cpu() -> Arc<Engine> {
     engines().swap_remove(0)
 }
+
+/// `assert_err!(expr, Pattern)`: `expr` is `Err` and its error matches
+/// `Pattern` (a variant of [`gaussflow::Error`] with `..`), else the test
+/// fails saying what came back. For errors a bare `.is_err()` would let
+/// through whatever their kind.
+#[macro_export]
+macro_rules! assert_err {
+    ($e:expr, $p:pat) => {
+        match $e.map(|_| ()) {
+            Err($p) => {}
+            other => panic!(
+                "{}: expected Err({}), got {:?}",
+                stringify!($e),
+                stringify!($p),
+                other
+            ),
+        }
+    };
+}

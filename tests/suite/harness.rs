@@ -100,7 +100,13 @@ pub fn required() -> Result<Vec<String>, String> {
 /// the process environment, which no other test thread may read meanwhile.
 pub fn run_in_child(name: &str) {
     let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--ignored", "--exact", name, "--test-threads=1", "--nocapture"])
+        .args([
+            "--ignored",
+            "--exact",
+            name,
+            "--test-threads=1",
+            "--nocapture",
+        ])
         .output()
         .expect("re-run the test binary");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -11,6 +11,7 @@ extern crate gaussflow_test_macros;
 
 mod harness;
 
+#[macro_use]
 #[path = "../common/mod.rs"]
 mod common;
 #[path = "../golden/mod.rs"]
@@ -101,16 +102,22 @@ mod rng_moments;
 mod sampler_driver;
 #[path = "../sampler_errors.rs"]
 mod sampler_errors;
+#[path = "../sampler_inplace.rs"]
+mod sampler_inplace;
 #[path = "../sampler_plan.rs"]
 mod sampler_plan;
 #[path = "../sampler_rows.rs"]
 mod sampler_rows;
+#[path = "../sampler_run.rs"]
+mod sampler_run;
 #[path = "../schedule_closed_forms.rs"]
 mod schedule_closed_forms;
 #[path = "../schedule_zero_snr.rs"]
 mod schedule_zero_snr;
 #[path = "../sde_roundtrip.rs"]
 mod sde_roundtrip;
+#[path = "../training_batch.rs"]
+mod training_batch;
 #[path = "../weighting_identities.rs"]
 mod weighting_identities;
 #[cfg(feature = "wgpu")]

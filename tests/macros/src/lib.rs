@@ -28,11 +28,18 @@ pub fn test(attr: TokenStream, item: TokenStream) -> TokenStream {
     let name = &func.sig.ident;
     let case = format_ident!("__GAUSSFLOW_CASE_{}", name.to_string().to_uppercase());
     let body = match kind.trim() {
-        "" => quote! { crate::harness::Body::Plain(|| crate::harness::IntoOutcome::into_outcome(#name())) },
-        "engines" => quote! { crate::harness::Body::Engines(|e| crate::harness::IntoOutcome::into_outcome(#name(e))) },
-        "wgpu" => quote! { crate::harness::Body::Wgpu(|e| crate::harness::IntoOutcome::into_outcome(#name(e))) },
+        "" => {
+            quote! { crate::harness::Body::Plain(|| crate::harness::IntoOutcome::into_outcome(#name())) }
+        }
+        "engines" => {
+            quote! { crate::harness::Body::Engines(|e| crate::harness::IntoOutcome::into_outcome(#name(e))) }
+        }
+        "wgpu" => {
+            quote! { crate::harness::Body::Wgpu(|e| crate::harness::IntoOutcome::into_outcome(#name(e))) }
+        }
         other => {
-            let msg = format!("#[test({other})]: expected #[test], #[test(engines)] or #[test(wgpu)]");
+            let msg =
+                format!("#[test({other})]: expected #[test], #[test(engines)] or #[test(wgpu)]");
             return quote! { compile_error!(#msg); }.into();
         }
     };
