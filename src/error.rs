@@ -88,6 +88,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// Memory for a tensor or table could not be had: its size overflows,
+    /// exceeds what this machine has, or the allocator refused it. Checked
+    /// before allocating, so a huge shape is an error, not an abort.
+    Allocation {
+        /// What was being allocated.
+        what: String,
+        /// Why it cannot be allocated (with the sizes involved).
+        reason: String,
+    },
+
     /// A backend could not be started.
     BackendUnavailable {
         /// Which backend.
@@ -104,6 +114,18 @@ pub enum Error {
         engine: BackendKind,
         /// Where the tensor lives.
         tensor: BackendKind,
+    },
+
+    /// A tensor, view or row table made by one engine was given to another
+    /// engine of the same backend kind (another wgpu device, another CUDA
+    /// engine): its memory is not this engine's, so it is refused instead of
+    /// being read as whatever this device has at that address. CPU tensors
+    /// are plain host memory and are never refused this way.
+    ForeignEngine {
+        /// Which argument.
+        what: String,
+        /// The backend both engines run.
+        backend: BackendKind,
     },
 
     /// The backend (or this adapter) cannot do what was asked, e.g. f16 storage
@@ -163,6 +185,7 @@ impl std::fmt::Display for Error {
                 "{prediction} prediction cannot be inverted at t = {t}: {reason}"
             ),
             Error::InvalidArgument { what, reason } => write!(f, "invalid {what}: {reason}"),
+            Error::Allocation { what, reason } => write!(f, "cannot allocate {what}: {reason}"),
             Error::BackendUnavailable { backend, reason } => {
                 write!(f, "{backend} backend unavailable: {reason}")
             }
@@ -173,6 +196,11 @@ impl std::fmt::Display for Error {
             } => write!(
                 f,
                 "{what}: tensor lives on the {tensor} backend but the engine runs {engine}"
+            ),
+            Error::ForeignEngine { what, backend } => write!(
+                f,
+                "{what}: belongs to another {backend} engine (made by another engine's device); \
+                 tensors and row tables can only be given to the engine that made them"
             ),
             Error::Unsupported {
                 backend,

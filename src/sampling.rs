@@ -62,7 +62,7 @@ use crate::error::{Error, Result};
 use crate::rng::{Domain, NoiseKey};
 use crate::rows::{HISTORY, MODEL, MODEL_UNCOND, NoiseRow, STATE, StepRow};
 use crate::sampler::{Plan, PlanStage, Sampler};
-use crate::tensor::{DType, HostTensor, Shape, Tensor};
+use crate::tensor::{DType, HostData, HostTensor, Shape, Tensor};
 
 /// The Philox stream of the prior sample drawn by [`prior_sample`]
 /// (domain [`Domain::SAMPLER_STEP`]): no plan stage reaches it, since plans
@@ -244,14 +244,17 @@ impl<'e> Driver<'e> {
         // History slots start at zero: a row with a zero history coefficient
         // must not meet NaN garbage (0 · NaN = NaN).
         let (mut hist_read, mut hist_write) = if self.plan.uses_history() {
-            let zeros = HostTensor::from_f32(shape, &vec![0.0; shape.len()?], dtype)?;
+            let zeros = HostTensor::new(
+                shape,
+                HostData::filled(shape.len()?, dtype, 0.0, "the history's zeros")?,
+            )?;
             (Some(engine.upload(&zeros)?), Some(engine.upload(&zeros)?))
         } else {
             (None, None)
         };
         // The caller's noise tensor, allocated at the first stage that draws noise.
         let mut noise_buf: Option<Tensor> = None;
-        let mut times = vec![0.0; shape.batch];
+        let mut times = crate::tensor::host_vec(shape.batch, 0.0, "the per-sample times")?;
         for (i, st) in self.plan.stages().iter().enumerate() {
             let state: &Tensor = if i == 0 { initial } else { &cur };
             if st.t.len() == 1 {
@@ -366,12 +369,13 @@ pub fn prior_sample(
         d: 0.0,
     }
     .to_row()?;
-    let x = engine.upload(&HostTensor::from_f32(
-        shape,
-        &vec![0.0; shape.len()?],
-        dtype,
-    )?)?;
+    // The output first: the engine refuses a shape its device cannot hold
+    // before the host allocates the zeros.
     let mut z = engine.alloc(shape, dtype)?;
+    let x = engine.upload(&HostTensor::new(
+        shape,
+        HostData::filled(shape.len()?, dtype, 0.0, "the prior sample's zero data")?,
+    )?)?;
     engine.noise(NoiseOp {
         x: x.view(),
         rows: (&row as &NoiseRow).into(),

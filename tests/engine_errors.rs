@@ -475,3 +475,26 @@ fn explicitly_requested_unavailable_backends_are_unavailable_errors() {
     // The CPU is always there.
     assert!(Engine::new(BackendKind::Cpu).is_ok());
 }
+
+/// CPU tensors and row tables are host memory: documented as usable by any
+/// CPU engine (only wgpu and CUDA bind them to their maker, see
+/// `tests/wgpu_engine.rs`), and they give the same result on either.
+#[test]
+fn cpu_tensors_are_shared_between_cpu_engines() {
+    let (a, b) = (Engine::cpu(), Engine::cpu());
+    let x = t(&a);
+    let table = a.upload_rows(&[noise_row()]).unwrap();
+    let run = |e: &Engine| {
+        let mut z = tensor(e, Shape::new(B, D), DType::F32);
+        e.noise(NoiseOp {
+            x: x.view(),
+            rows: table.row(0).unwrap(),
+            noise: philox(SampleIds::Offset(0)),
+            z: z.view_mut(),
+            target: None,
+        })
+        .unwrap();
+        e.download(&z.view()).unwrap()
+    };
+    assert_eq!(run(&a), run(&b));
+}

@@ -662,3 +662,160 @@ fn headless_start_is_silent() {
         "starting wgpu wrote to stderr:\n{stderr}"
     );
 }
+
+/// A tensor or row table is bound to the engine that made it: two
+/// `Engine::wgpu()`s are two devices, and a buffer of one bound on the
+/// other was read as zeros (`b.noise` with `a`'s `x` returned `Ok` with
+/// `z = 0.6·ξ`, the `0.8·x` term missing). Every op refuses a foreign
+/// tensor (read or written) or row table with `Error::ForeignEngine`.
+#[test]
+fn tensors_and_row_tables_of_another_engine_are_refused() {
+    let (Some(a), Some(b)) = (wgpu_common::engine(), wgpu_common::engine()) else {
+        return;
+    };
+    let shape = Shape::new(2, 64);
+    let host = HostTensor::from_f32(shape, &values(128, 7), DType::F32).unwrap();
+    let xa = a.upload(&host).unwrap();
+    let mut za = a.alloc(shape, DType::F32).unwrap();
+    let xb = b.upload(&host).unwrap();
+    let mut zb = b.alloc(shape, DType::F32).unwrap();
+    let noise_rows = [NoiseRow {
+        a: 0.8,
+        b: 0.6,
+        c: 0.0,
+        d: 0.0,
+    }];
+    let table_a = a.upload_rows(&noise_rows).unwrap();
+    let foreign = |r: gaussflow::Result<()>, what: &str| match r {
+        Err(Error::ForeignEngine { what: w, backend }) => {
+            assert_eq!(backend, BackendKind::Wgpu);
+            assert!(w.contains(what), "{w:?} should name {what:?}");
+            let msg = Error::ForeignEngine { what: w, backend }.to_string();
+            assert!(msg.contains("another wgpu engine"), "{msg}");
+        }
+        other => panic!("{what}: expected ForeignEngine, got {other:?}"),
+    };
+    // noise: foreign input, foreign output, foreign row table.
+    foreign(
+        b.noise(NoiseOp {
+            x: xa.view(),
+            rows: Rows::Host(&noise_rows),
+            noise: philox(),
+            z: zb.view_mut(),
+            target: None,
+        }),
+        "noise: x",
+    );
+    foreign(
+        b.noise(NoiseOp {
+            x: xb.view(),
+            rows: Rows::Host(&noise_rows),
+            noise: philox(),
+            z: za.view_mut(),
+            target: None,
+        }),
+        "noise: z",
+    );
+    foreign(
+        b.noise(NoiseOp {
+            x: xb.view(),
+            rows: table_a.row(0).unwrap(),
+            noise: philox(),
+            z: zb.view_mut(),
+            target: None,
+        }),
+        "noise row table",
+    );
+    // step: a foreign model output, and a foreign step table.
+    let step_rows = [StepRow {
+        x_hat: [0.0; 4],
+        out: [0.5, 0.5, 0.0, 0.0],
+        out_x_hat: 0.0,
+        noise: 0.0,
+        clip: NO_CLIP,
+        pad: 0.0,
+    }];
+    foreign(
+        b.step(StepOp {
+            inputs: [Some(xb.view()), Some(xa.view()), None, None],
+            rows: Rows::Host(&step_rows),
+            noise: None,
+            out: zb.view_mut(),
+            x_hat: None,
+        }),
+        "step: model output",
+    );
+    let step_table = a.upload_rows(&step_rows).unwrap();
+    foreign(
+        b.step(StepOp {
+            inputs: [Some(xb.view()), Some(xb.view()), None, None],
+            rows: step_table.row(0).unwrap(),
+            noise: None,
+            out: zb.view_mut(),
+            x_hat: None,
+        }),
+        "step row table",
+    );
+    // loss: a foreign prediction.
+    let mut loss = b.alloc(Shape::new(2, 1), DType::F32).unwrap();
+    let loss_rows = [gaussflow::rows::LossRow {
+        weight: 1.0,
+        c: 0.0,
+        d: 1.0,
+        pad: 0.0,
+    }];
+    foreign(
+        b.loss(LossOp {
+            pred: xa.view(),
+            target: Target::Read(xb.view()),
+            rows: Rows::Host(&loss_rows),
+            loss: loss.view_mut(),
+            grad: None,
+        }),
+        "loss: pred",
+    );
+    // copy and download.
+    foreign(b.copy(&xa.view(), zb.view_mut()), "copy: src");
+    foreign(b.copy(&xb.view(), za.view_mut()), "copy: dst");
+    foreign(b.download(&xa.view()).map(|_| ()), "download source");
+    // Each engine still takes its own tensors, and gets their contents.
+    b.noise(NoiseOp {
+        x: xb.view(),
+        rows: Rows::Host(&noise_rows),
+        noise: philox(),
+        z: zb.view_mut(),
+        target: None,
+    })
+    .unwrap();
+    a.noise(NoiseOp {
+        x: xa.view(),
+        rows: table_a.row(0).unwrap(),
+        noise: philox(),
+        z: za.view_mut(),
+        target: None,
+    })
+    .unwrap();
+    assert_eq!(
+        a.download(&za.view()).unwrap(),
+        b.download(&zb.view()).unwrap()
+    );
+}
+
+/// A panic inside a timed region used to leave the region open, so every
+/// later `time_launches` failed with "timed regions do not nest".
+#[test]
+fn timing_works_after_a_panic_inside_a_timed_region() {
+    let Some(engine) = wgpu_common::engine() else {
+        return;
+    };
+    if !engine.as_wgpu().unwrap().can_time() {
+        eprintln!("adapter without TIMESTAMP_QUERY: the region never opens, test skipped");
+        return;
+    }
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = engine.time_launches(1, || panic!("a launch closure that panics"));
+    }));
+    assert!(caught.is_err());
+    let t = engine.time_launches(2, || Ok(())).unwrap();
+    assert_eq!(t.samples.len(), 2);
+}

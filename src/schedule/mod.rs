@@ -19,8 +19,8 @@ mod time_scaled;
 mod transform;
 pub use continuous::{Flow, Ve, VpCosine, VpLinear};
 pub use discrete::{
-    BetaSchedule, Discrete, DiscreteConfig, EULER_TERMINAL_ALPHA_CUMPROD, Precision,
-    ZeroSnrTerminal,
+    BetaSchedule, Discrete, DiscreteConfig, EULER_TERMINAL_ALPHA_CUMPROD, MAX_TRAIN_TIMESTEPS,
+    Precision, ZeroSnrTerminal,
 };
 pub use from_sde::{FromFlow, FromSde, ScalarFn};
 pub use time_scaled::{Scaling, TimeScaled};

@@ -206,6 +206,7 @@ pub(crate) fn wrap(
     }
     Ok(WgpuBackend {
         inner: Box::new(Inner {
+            id: super::super::next_owner_id(),
             device,
             queue,
             info,
