@@ -43,6 +43,15 @@ impl Default for Args {
 }
 
 pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    // A size of 0 checks (or times) nothing: refused up front rather than
+    // reported as a failure (verify) or as NaN rates (bench).
+    if args.sizes.contains(&0) {
+        return Err(gaussflow::Error::invalid(
+            "--sizes",
+            "0 elements per sample checks nothing; every size must be at least 1",
+        )
+        .into());
+    }
     let explicit = !args.backends.is_empty();
     let kinds: Vec<BackendKind> = if explicit {
         args.backends.clone()
