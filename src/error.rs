@@ -215,6 +215,92 @@ impl std::fmt::Display for Error {
 impl std::error::Error for Error {}
 
 impl Error {
+    /// The same error with `context` (e.g. `sample 3`) put in front of the
+    /// argument it names, so an error about one element of a batch says
+    /// which. The variant is kept; [`Error::StepDirection`], which names no
+    /// argument, carries its times instead and is returned unchanged.
+    pub(crate) fn in_context(self, context: &str) -> Error {
+        let pre = |what: String| format!("{context}: {what}");
+        match self {
+            Error::Length {
+                what,
+                expected,
+                got,
+            } => Error::Length {
+                what: pre(what),
+                expected,
+                got,
+            },
+            Error::Shape {
+                what,
+                expected,
+                got,
+            } => Error::Shape {
+                what: pre(what),
+                expected,
+                got,
+            },
+            Error::DType {
+                what,
+                expected,
+                got,
+            } => Error::DType {
+                what: pre(what),
+                expected,
+                got,
+            },
+            Error::NonFinite { what, value } => Error::NonFinite {
+                what: pre(what),
+                value,
+            },
+            Error::TimeOutOfRange { what, t } => Error::TimeOutOfRange { what: pre(what), t },
+            Error::NotInvertible {
+                prediction,
+                t,
+                reason,
+            } => Error::NotInvertible {
+                prediction,
+                t,
+                reason: pre(reason),
+            },
+            Error::InvalidArgument { what, reason } => Error::InvalidArgument {
+                what: pre(what),
+                reason,
+            },
+            Error::Allocation { what, reason } => Error::Allocation {
+                what: pre(what),
+                reason,
+            },
+            Error::WrongBackend {
+                what,
+                engine,
+                tensor,
+            } => Error::WrongBackend {
+                what: pre(what),
+                engine,
+                tensor,
+            },
+            Error::ForeignEngine { what, backend } => Error::ForeignEngine {
+                what: pre(what),
+                backend,
+            },
+            Error::Unsupported {
+                backend,
+                what,
+                reason,
+            } => Error::Unsupported {
+                backend,
+                what: pre(what),
+                reason,
+            },
+            Error::Device { backend, message } => Error::Device {
+                backend,
+                message: pre(message),
+            },
+            e @ (Error::StepDirection { .. } | Error::BackendUnavailable { .. }) => e,
+        }
+    }
+
     /// Shorthand for [`Error::InvalidArgument`].
     pub fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::InvalidArgument {

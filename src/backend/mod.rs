@@ -75,6 +75,7 @@ impl std::str::FromStr for BackendKind {
 /// refuses one with another id ([`Error::ForeignEngine`]): two wgpu engines
 /// are two devices, and a buffer of one bound on the other reads as zeros
 /// (or fails deep in the driver) instead of as its contents.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub(crate) fn next_owner_id() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)

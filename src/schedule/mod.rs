@@ -22,7 +22,7 @@ pub use discrete::{
     BetaSchedule, Discrete, DiscreteConfig, EULER_TERMINAL_ALPHA_CUMPROD, MAX_TRAIN_TIMESTEPS,
     Precision, ZeroSnrTerminal,
 };
-pub use from_sde::{FromFlow, FromSde, ScalarFn};
+pub use from_sde::{FromFlow, FromSde, SIGMA_EVALUATIONS, ScalarFn};
 pub use time_scaled::{Scaling, TimeScaled};
 pub use transform::{Scaled, Shifted, shift_time, shift_time_derivative, unshift_time};
 
