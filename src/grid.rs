@@ -1018,7 +1018,7 @@ impl FlowMatch {
                     let x = x as f32;
                     f64::from(s as f32 * x / (1.0f32 + (s - 1.0) as f32 * x))
                 }
-                (FlowShift::Static(s), false) => crate::schedule::shift_time(x, s),
+                (FlowShift::Static(s), false) => crate::schedule::shift(x, s),
                 _ => x,
             }
         };

@@ -157,3 +157,26 @@ fn a_per_sample_plan_error_names_the_sample() {
     assert!(matches!(e, Error::NotInvertible { .. }), "{e:?}");
     assert!(e.to_string().contains("sample 1"), "{e}");
 }
+
+/// `shift_time(t, NaN)` returned NaN; a bad shift or time is now an error
+/// naming it.
+#[test]
+fn shift_time_refuses_a_nan_shift_and_a_time_outside_0_1() {
+    use gaussflow::schedule::{shift_time, unshift_time};
+    for s in [f64::NAN, 0.0, -1.0, f64::INFINITY] {
+        let (what, reason) = invalid(shift_time(0.5, s));
+        assert!(what.contains("shift s"), "{what}");
+        assert!(reason.contains(&format!("got {s}")), "{reason}");
+        assert!(matches!(
+            unshift_time(0.5, s),
+            Err(Error::InvalidArgument { .. })
+        ));
+    }
+    assert!(matches!(
+        shift_time(f64::NAN, 3.0),
+        Err(Error::TimeOutOfRange { .. })
+    ));
+    let t = shift_time(0.5, 3.0).unwrap();
+    assert!((t - 0.75).abs() < 1e-15);
+    assert!((unshift_time(t, 3.0).unwrap() - 0.5).abs() < 1e-15);
+}

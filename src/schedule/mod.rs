@@ -24,6 +24,7 @@ pub use discrete::{
 };
 pub use from_sde::{FromFlow, FromSde, SIGMA_EVALUATIONS, ScalarFn};
 pub use time_scaled::{Scaling, TimeScaled};
+pub(crate) use transform::shift;
 pub use transform::{Scaled, Shifted, shift_time, shift_time_derivative, unshift_time};
 
 /// A noise schedule `t ↦ (α_t, σ_t)`.
