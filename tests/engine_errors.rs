@@ -498,3 +498,56 @@ fn cpu_tensors_are_shared_between_cpu_engines() {
     };
     assert_eq!(run(&a), run(&b));
 }
+
+/// Negative loss weights were accepted (issue 12.3): they turn descent on a
+/// sample into ascent, and are refused naming the row.
+#[test]
+fn a_negative_loss_weight_is_refused() {
+    for e in common::engines() {
+        let pred = t(e);
+        let target = t(e);
+        let mut loss = tensor(e, Shape::new(B, 1), DType::F32);
+        let r = e.loss(LossOp {
+            pred: pred.view(),
+            target: Target::Read(target.view()),
+            rows: (&[
+                loss_row(),
+                LossRow {
+                    weight: -0.5,
+                    ..loss_row()
+                },
+                loss_row(),
+            ][..])
+                .into(),
+            loss: loss.view_mut(),
+            grad: None,
+        });
+        match r {
+            Err(Error::InvalidArgument { what, reason }) => {
+                assert!(what.contains("loss row 1 weight"), "{what}");
+                assert!(reason.contains("-0.5"), "{reason}");
+            }
+            other => panic!("{}: {other:?}", e.kind()),
+        }
+    }
+}
+
+/// The optional per-sample finiteness check names the first bad element of
+/// each sample.
+#[test]
+fn first_non_finite_names_the_first_bad_element_of_each_sample() {
+    for e in common::engines() {
+        let mut v: Vec<f32> = (0..B * D).map(|i| i as f32).collect();
+        v[D + 3] = f32::INFINITY;
+        v[D + 4] = f32::NAN;
+        v[2 * D] = f32::NAN;
+        let x = e
+            .upload(&HostTensor::from_f32(Shape::new(B, D), &v, DType::F32).unwrap())
+            .unwrap();
+        let got = e.first_non_finite(&x.view()).unwrap();
+        assert_eq!(got.len(), B);
+        assert_eq!(got[0], None, "{}", e.kind());
+        assert_eq!(got[1], Some((3, f32::INFINITY)), "{}", e.kind());
+        assert!(matches!(got[2], Some((0, x)) if x.is_nan()), "{}", e.kind());
+    }
+}

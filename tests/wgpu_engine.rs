@@ -819,3 +819,119 @@ fn timing_works_after_a_panic_inside_a_timed_region() {
     let t = engine.time_launches(2, || Ok(())).unwrap();
     assert_eq!(t.samples.len(), 2);
 }
+
+/// One non-finite policy on every backend (issue 12.3): WGSL's `clamp` of a
+/// NaN x̂ gave −clip on lavapipe (−3.4e38 with `NO_CLIP`) where the CPU keeps
+/// NaN, and a +inf prediction gave loss NaN on wgpu (the compensated sum's
+/// inf − inf) where the CPU gives inf. Both backends now agree.
+#[test]
+fn non_finite_values_are_treated_alike_on_cpu_and_wgpu() {
+    let Some(gpu) = wgpu_common::engine() else {
+        return;
+    };
+    let cpu = Engine::cpu();
+    let shape = Shape::new(2, 8);
+    let mut v = values(16, 11);
+    v[3] = f32::NAN;
+    v[9] = f32::INFINITY;
+    v[12] = f32::NEG_INFINITY;
+    let host = HostTensor::from_f32(shape, &v, DType::F32).unwrap();
+    let step = |e: &Engine, clip: f32| {
+        let x = e.upload(&host).unwrap();
+        let mut out = e.alloc(shape, DType::F32).unwrap();
+        let mut xh = e.alloc(shape, DType::F32).unwrap();
+        let row = StepRow {
+            x_hat: [1.0, 0.0, 0.0, 0.0],
+            out: [0.0; 4],
+            out_x_hat: 1.0,
+            noise: 0.0,
+            clip,
+            pad: 0.0,
+        };
+        e.step(StepOp {
+            inputs: [Some(x.view()), None, None, None],
+            rows: Rows::Host(std::slice::from_ref(&row)),
+            noise: None,
+            out: out.view_mut(),
+            x_hat: Some(xh.view_mut()),
+        })
+        .unwrap();
+        let bits = |t: &gaussflow::Tensor| -> Vec<u32> {
+            e.download(&t.view())
+                .unwrap()
+                .to_f32_vec()
+                .iter()
+                .map(|x| if x.is_nan() { u32::MAX } else { x.to_bits() })
+                .collect()
+        };
+        (bits(&out), bits(&xh))
+    };
+    for clip in [1.0, NO_CLIP] {
+        let (c, g) = (step(&cpu, clip), step(&gpu, clip));
+        assert_eq!(c, g, "clip {clip}");
+        assert_eq!(c.1[3], u32::MAX, "a NaN x̂ stays NaN (clip {clip})");
+    }
+    let loss = |e: &Engine, pred: &[f32]| {
+        let p = e
+            .upload(&HostTensor::from_f32(shape, pred, DType::F32).unwrap())
+            .unwrap();
+        let t = e
+            .upload(&HostTensor::from_f32(shape, &values(16, 12), DType::F32).unwrap())
+            .unwrap();
+        let mut l = e.alloc(Shape::new(2, 1), DType::F32).unwrap();
+        e.loss(LossOp {
+            pred: p.view(),
+            target: Target::Read(t.view()),
+            rows: Rows::Host(&[gaussflow::rows::LossRow {
+                weight: 1.0,
+                c: 0.0,
+                d: 0.0,
+                pad: 0.0,
+            }]),
+            loss: l.view_mut(),
+            grad: None,
+        })
+        .unwrap();
+        e.download(&l.view()).unwrap().to_f32_vec()
+    };
+    let mut pred = values(16, 13);
+    pred[2] = f32::INFINITY;
+    pred[10] = f32::NAN;
+    let (c, g) = (loss(&cpu, &pred), loss(&gpu, &pred));
+    assert_eq!(c[0], f32::INFINITY);
+    assert_eq!(g[0], f32::INFINITY, "wgpu loss of a +inf prediction");
+    assert!(c[1].is_nan() && g[1].is_nan());
+    // Narrowing past the storage type's range: ±inf on both (f16 max 65504).
+    for dtype in [DType::F16, DType::BF16] {
+        if !gpu.supports(dtype) {
+            continue;
+        }
+        let big = |e: &Engine| {
+            let x = e
+                .upload(&HostTensor::from_f32(shape, &values(16, 14), dtype).unwrap())
+                .unwrap();
+            let mut out = e.alloc(shape, dtype).unwrap();
+            let row = StepRow {
+                x_hat: [0.0; 4],
+                out: [if dtype == DType::F16 { 1e5 } else { 3e38 }, 0.0, 0.0, 0.0],
+                out_x_hat: 0.0,
+                noise: 0.0,
+                clip: NO_CLIP,
+                pad: 0.0,
+            };
+            e.step(StepOp {
+                inputs: [Some(x.view()), None, None, None],
+                rows: Rows::Host(std::slice::from_ref(&row)),
+                noise: None,
+                out: out.view_mut(),
+                x_hat: None,
+            })
+            .unwrap();
+            e.download(&out.view()).unwrap().to_f32_vec()
+        };
+        let (c, g) = (big(&cpu), big(&gpu));
+        eprintln!("{dtype} overflow: cpu {:?} wgpu {:?}", &c[..4], &g[..4]);
+        assert!(c.iter().any(|x| x.is_infinite()), "{dtype}: {c:?}");
+        assert_eq!(c, g, "{dtype} overflow");
+    }
+}

@@ -501,6 +501,26 @@ impl Engine {
         dispatch!(self, b => b.copy(src, dst))
     }
 
+    /// The first non-finite element (NaN or ±inf) of each sample of `v`,
+    /// as `(element index, value)`, `None` for a sample that is all finite:
+    /// an optional check of a model output before it goes into a step or a
+    /// loss (which pass non-finite values through, see the README's
+    /// "Non-finite values"). Costs a download of `v`.
+    pub fn first_non_finite(&self, v: &View<'_>) -> Result<Vec<Option<(usize, f32)>>> {
+        let host = self.download(v)?;
+        let d = host.shape().dim;
+        let values = host.to_f32_vec();
+        Ok((0..host.shape().batch)
+            .map(|b| {
+                values[b * d..(b + 1) * d]
+                    .iter()
+                    .enumerate()
+                    .find(|(_, x)| !x.is_finite())
+                    .map(|(e, &x)| (e, x))
+            })
+            .collect())
+    }
+
     /// Waits until every launch queued so far has finished.
     pub fn synchronize(&self) -> Result<()> {
         dispatch!(self, b => b.synchronize())
