@@ -41,8 +41,18 @@ var<workgroup> red: array<vec2<f32>, WG>;
 
 // (hi, lo) + (hi, lo): Knuth's two-sum on the high parts, low parts added,
 // renormalised.
+// Not inf or NaN, by the bits (WGSL lets a float compare assume neither).
+fn finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) != 0x7f800000u;
+}
+
 fn add2(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
     let s = a.x + b.x;
+    // The compensation of an infinite sum is inf − inf = NaN: an infinite
+    // δ² gives an infinite loss here as on the CPU, not NaN.
+    if (!finite(s)) {
+        return vec2<f32>(s, 0.0);
+    }
     let bb = s - a.x;
     let err = (a.x - (s - bb)) + (b.x - bb);
     let lo = (a.y + b.y) + err;
@@ -53,6 +63,9 @@ fn add2(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
 // a / b with one residual correction (WGSL division may be 2.5 ulp off).
 fn div_corrected(a: f32, b: f32) -> f32 {
     let q = a / b;
+    if (!finite(q)) {
+        return q;
+    }
     let r = fma(-q, b, a);
     return q + r / b;
 }

@@ -82,7 +82,12 @@ fn main(
         let s = row(b, 2u);
         let v = inputs(f);
         var x_hat = fma(h.w, v.w, fma(h.z, v.z, fma(h.y, v.y, h.x * v.x)));
-        x_hat = clamp(x_hat, -s.z, s.z);
+        // WGSL leaves clamp of a NaN undefined (lavapipe gave -clip); the
+        // CPU's f32::clamp and the CUDA kernel pass NaN through, so a NaN is
+        // kept here too, found by its bits (a float compare may be folded
+        // away under the no-NaN assumption WGSL permits).
+        let nan = (bitcast<u32>(x_hat) & 0x7fffffffu) > 0x7f800000u;
+        x_hat = select(clamp(x_hat, -s.z, s.z), x_hat, nan);
         var n = 0.0;
 //#if NOISE
         if (s.y != 0.0) {

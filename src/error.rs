@@ -90,6 +90,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// Memory for a tensor or table could not be had: its size overflows,
+    /// exceeds what this machine has, or the allocator refused it. Checked
+    /// before allocating, so a huge shape is an error, not an abort.
+    Allocation {
+        /// What was being allocated.
+        what: String,
+        /// Why it cannot be allocated (with the sizes involved).
+        reason: String,
+    },
+
     /// A backend could not be started.
     BackendUnavailable {
         /// Which backend.
@@ -106,6 +116,18 @@ pub enum Error {
         engine: BackendKind,
         /// Where the tensor lives.
         tensor: BackendKind,
+    },
+
+    /// A tensor, view or row table made by one engine was given to another
+    /// engine of the same backend kind (another wgpu device, another CUDA
+    /// engine): its memory is not this engine's, so it is refused instead of
+    /// being read as whatever this device has at that address. CPU tensors
+    /// are plain host memory and are never refused this way.
+    ForeignEngine {
+        /// Which argument.
+        what: String,
+        /// The backend both engines run.
+        backend: BackendKind,
     },
 
     /// The backend (or this adapter) cannot do what was asked, e.g. f16 storage
@@ -183,6 +205,7 @@ impl std::fmt::Display for Error {
                 "{prediction} prediction cannot be inverted at t = {t}: {reason}"
             ),
             Error::InvalidArgument { what, reason } => write!(f, "invalid {what}: {reason}"),
+            Error::Allocation { what, reason } => write!(f, "cannot allocate {what}: {reason}"),
             Error::BackendUnavailable { backend, reason } => {
                 write!(f, "{backend} backend unavailable: {reason}")
             }
@@ -193,6 +216,11 @@ impl std::fmt::Display for Error {
             } => write!(
                 f,
                 "{what}: tensor lives on the {tensor} backend but the engine runs {engine}"
+            ),
+            Error::ForeignEngine { what, backend } => write!(
+                f,
+                "{what}: belongs to another {backend} engine (made by another engine's device); \
+                 tensors and row tables can only be given to the engine that made them"
             ),
             Error::Unsupported {
                 backend,
@@ -277,6 +305,104 @@ impl Error {
     /// passed in comes back unchanged.
     pub fn model(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
         Error::from(error.into())
+    }
+
+    /// The same error with `context` (e.g. `sample 3`) put in front of the
+    /// argument it names, so an error about one element of a batch says
+    /// which. The variant is kept; [`Error::StepDirection`], which names no
+    /// argument, carries its times instead and is returned unchanged.
+    pub(crate) fn in_context(self, context: &str) -> Error {
+        let pre = |what: String| format!("{context}: {what}");
+        match self {
+            Error::Length {
+                what,
+                expected,
+                got,
+            } => Error::Length {
+                what: pre(what),
+                expected,
+                got,
+            },
+            Error::Shape {
+                what,
+                expected,
+                got,
+            } => Error::Shape {
+                what: pre(what),
+                expected,
+                got,
+            },
+            Error::DType {
+                what,
+                expected,
+                got,
+            } => Error::DType {
+                what: pre(what),
+                expected,
+                got,
+            },
+            Error::NonFinite { what, value } => Error::NonFinite {
+                what: pre(what),
+                value,
+            },
+            Error::TimeOutOfRange { what, t } => Error::TimeOutOfRange { what: pre(what), t },
+            Error::NotInvertible {
+                prediction,
+                t,
+                reason,
+            } => Error::NotInvertible {
+                prediction,
+                t,
+                reason: pre(reason),
+            },
+            Error::InvalidArgument { what, reason } => Error::InvalidArgument {
+                what: pre(what),
+                reason,
+            },
+            Error::Allocation { what, reason } => Error::Allocation {
+                what: pre(what),
+                reason,
+            },
+            Error::WrongBackend {
+                what,
+                engine,
+                tensor,
+            } => Error::WrongBackend {
+                what: pre(what),
+                engine,
+                tensor,
+            },
+            Error::ForeignEngine { what, backend } => Error::ForeignEngine {
+                what: pre(what),
+                backend,
+            },
+            Error::Unsupported {
+                backend,
+                what,
+                reason,
+            } => Error::Unsupported {
+                backend,
+                what: pre(what),
+                reason,
+            },
+            Error::Device { backend, message } => Error::Device {
+                backend,
+                message: pre(message),
+            },
+            Error::OutOfOrder {
+                what,
+                stage,
+                stages,
+            } => Error::OutOfOrder {
+                what: pre(what),
+                stage,
+                stages,
+            },
+            // A model's own error is its own words: kept as it is.
+            e @ (Error::StepDirection { .. }
+            | Error::BackendUnavailable { .. }
+            | Error::Model(_)) => e,
+        }
     }
 
     /// Shorthand for [`Error::InvalidArgument`].

@@ -263,12 +263,28 @@ pub mod kdiffusion {
         }
         let min_inv = sigma_min.powf(1.0 / rho);
         let max_inv = sigma_max.powf(1.0 / rho);
-        Ok(append_zero(
-            torch_linspace_f64(0.0, 1.0, n)
-                .into_iter()
-                .map(|r| (max_inv + r * (min_inv - max_inv)).powf(rho))
-                .collect(),
-        ))
+        let sigmas: Vec<f64> = torch_linspace_f64(0.0, 1.0, n)
+            .into_iter()
+            .map(|r| (max_inv + r * (min_inv - max_inv)).powf(rho))
+            .collect();
+        // A huge ρ rounds every σ^{1/ρ} to 1 (ρ = 1e300 gave [1, 1, 1, 1,
+        // 1, 0]); a grid that does not go from σ_max down to σ_min is refused.
+        let ends_ok = |got: f64, want: f64| (got - want).abs() <= 1e-6 * want;
+        if sigmas.iter().any(|s| !s.is_finite())
+            || sigmas.windows(2).any(|w| w[1] >= w[0])
+            || !ends_ok(sigmas[0], sigma_max)
+            || !ends_ok(sigmas[n - 1], if n == 1 { sigma_max } else { sigma_min })
+        {
+            return Err(invalid(
+                "Karras sigmas",
+                format!(
+                    "ρ = {rho:?} collapses the grid in f64 (σ^(1/ρ) of σ_min = {sigma_min} and \
+                     σ_max = {sigma_max} are {min_inv} and {max_inv}): the σ are not a \
+                     decreasing {sigma_max} … {sigma_min}; use a moderate ρ (7 is usual)"
+                ),
+            ));
+        }
+        Ok(append_zero(sigmas))
     }
 
     /// `get_sigmas_exponential(n, σ_min, σ_max)`:
@@ -904,6 +920,21 @@ impl FlowMatch {
                     format!("μ must be finite, got {mu}"),
                 ));
             }
+            // The shift is s = e^μ, computed in f32 under diffusers'
+            // arithmetic: an s that overflows or vanishes there turns every
+            // σ into inf/inf or 0/0.
+            FlowShift::Exponential { mu }
+                if !((mu.exp() as f32).is_normal() && mu.exp().is_normal()) =>
+            {
+                return Err(invalid(
+                    "flow-match grid",
+                    format!(
+                        "exponential shift μ = {mu} gives s = e^μ = {:e}, outside the f32 range \
+                         (|μ| must stay below about 87)",
+                        mu.exp()
+                    ),
+                ));
+            }
             FlowShift::Linear { mu } if !(mu.is_finite() && mu > 0.0) => {
                 return Err(invalid(
                     "flow-match grid",
@@ -987,7 +1018,7 @@ impl FlowMatch {
                     let x = x as f32;
                     f64::from(s as f32 * x / (1.0f32 + (s - 1.0) as f32 * x))
                 }
-                (FlowShift::Static(s), false) => crate::schedule::shift_time(x, s),
+                (FlowShift::Static(s), false) => crate::schedule::shift(x, s),
                 _ => x,
             }
         };

@@ -262,6 +262,14 @@ impl Row for LossRow {
         for (n, v) in [("weight", self.weight), ("c", self.c), ("d", self.d)] {
             finite_f32(|| format!("loss row {i} {n}"), v)?;
         }
+        // A negative weight turns descent on that sample into ascent: never
+        // what a weighting (ELBO, min-SNR, EDM, …) produces.
+        if self.weight < 0.0 {
+            return Err(Error::invalid(
+                format!("loss row {i} weight"),
+                format!("{} is negative; loss weights must be ≥ 0", self.weight),
+            ));
+        }
         Ok(())
     }
 }

@@ -70,7 +70,9 @@ use crate::error::{Error, Result};
 use crate::rng::{Domain, NoiseKey};
 use crate::rows::{NoiseRow, StepRow};
 use crate::sampler::{Plan, PlanStage, Sampler};
-use crate::tensor::{DType, HostSlice, HostSliceMut, HostTensor, Shape, Tensor, View, ViewMut};
+use crate::tensor::{
+    DType, HostData, HostSlice, HostSliceMut, HostTensor, Shape, Tensor, View, ViewMut,
+};
 
 /// The Philox stream of the prior sample drawn by [`prior_sample`]
 /// (domain [`Domain::SAMPLER_STEP`]): no plan stage reaches it, since plans
@@ -391,12 +393,13 @@ pub fn prior_sample(
         d: 0.0,
     }
     .to_row()?;
-    let x = engine.upload(&HostTensor::from_f32(
-        shape,
-        &vec![0.0; shape.len()?],
-        dtype,
-    )?)?;
+    // The output first: the engine refuses a shape its device cannot hold
+    // before the host allocates the zeros.
     let mut z = engine.alloc(shape, dtype)?;
+    let x = engine.upload(&HostTensor::new(
+        shape,
+        HostData::filled(shape.len()?, dtype, 0.0, "the prior sample's zero data")?,
+    )?)?;
     engine.noise(NoiseOp {
         x: x.view(),
         rows: (&row as &NoiseRow).into(),

@@ -165,6 +165,71 @@ impl std::fmt::Display for Shape {
     }
 }
 
+/// Bytes of memory this machine has (RAM plus swap, from `/proc/meminfo`
+/// on Linux), read once; `None` where that cannot be read.
+fn machine_memory() -> Option<u128> {
+    static MEM: std::sync::OnceLock<Option<u128>> = std::sync::OnceLock::new();
+    *MEM.get_or_init(|| {
+        let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let kib = |key: &str| -> Option<u128> {
+            let line = text.lines().find(|l| l.starts_with(key))?;
+            line[key.len()..]
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()
+        };
+        Some((kib("MemTotal:")? + kib("SwapTotal:").unwrap_or(0)) * 1024)
+    })
+}
+
+/// A vector of `len` copies of `value`, or [`Error::Allocation`] naming
+/// `what` — never an abort or a capacity-overflow panic. The size is
+/// checked before anything is allocated: `len · size_of::<T>()` must not
+/// overflow, must stay within `isize::MAX` bytes (Rust's limit) and within
+/// the machine's memory (RAM plus swap, where the OS says), since with
+/// overcommit a larger reservation may succeed and then kill the process
+/// when it is written; then the allocator may still refuse
+/// (`try_reserve_exact`).
+pub(crate) fn host_vec<T: Clone>(len: usize, value: T, what: &str) -> Result<Vec<T>> {
+    let mut v = host_vec_with_capacity(len, what)?;
+    v.resize(len, value);
+    Ok(v)
+}
+
+/// An empty vector with room for `len` elements, checked as [`host_vec`].
+pub(crate) fn host_vec_with_capacity<T>(len: usize, what: &str) -> Result<Vec<T>> {
+    let size = std::mem::size_of::<T>() as u128;
+    let bytes = len as u128 * size;
+    let refuse = |reason: String| Error::Allocation {
+        what: what.to_string(),
+        reason,
+    };
+    if bytes > isize::MAX as u128 {
+        return Err(refuse(format!(
+            "{len} elements of {size} bytes ({bytes} bytes) exceed the largest possible \
+             allocation ({} bytes)",
+            isize::MAX
+        )));
+    }
+    if let Some(mem) = machine_memory()
+        && bytes > mem
+    {
+        return Err(refuse(format!(
+            "{len} elements of {size} bytes ({bytes} bytes) exceed this machine's memory \
+             ({mem} bytes of RAM and swap)"
+        )));
+    }
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|e| {
+        refuse(format!(
+            "{len} elements of {size} bytes ({bytes} bytes): {e}"
+        ))
+    })?;
+    Ok(v)
+}
+
 /// Host data of one storage type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HostData {
@@ -210,13 +275,20 @@ impl HostData {
     }
 
     /// A buffer of `len` elements of `dtype`, every one NaN (outputs are
-    /// poisoned this way in tests so unwritten elements fail).
-    pub fn nan(len: usize, dtype: DType) -> Self {
-        match dtype {
-            DType::F32 => HostData::F32(vec![f32::NAN; len]),
-            DType::F16 => HostData::F16(vec![f16::NAN; len]),
-            DType::BF16 => HostData::BF16(vec![bf16::NAN; len]),
-        }
+    /// poisoned this way in tests so unwritten elements fail);
+    /// [`Error::Allocation`] if that much memory cannot be had.
+    pub fn nan(len: usize, dtype: DType) -> Result<Self> {
+        Self::filled(len, dtype, f32::NAN, "a NaN-filled host buffer")
+    }
+
+    /// `len` elements of `dtype`, each `value` narrowed, allocated
+    /// fallibly (see [`host_vec`]).
+    pub(crate) fn filled(len: usize, dtype: DType, value: f32, what: &str) -> Result<Self> {
+        Ok(match dtype {
+            DType::F32 => HostData::F32(host_vec(len, value, what)?),
+            DType::F16 => HostData::F16(host_vec(len, f16::from_f32(value), what)?),
+            DType::BF16 => HostData::BF16(host_vec(len, bf16::from_f32(value), what)?),
+        })
     }
 
     /// Widens every element to f32 (exact).
@@ -282,7 +354,7 @@ impl HostTensor {
     pub fn nan(shape: Shape, dtype: DType) -> Result<Self> {
         Ok(HostTensor {
             shape,
-            data: HostData::nan(shape.len()?, dtype),
+            data: HostData::nan(shape.len()?, dtype)?,
         })
     }
 
@@ -600,6 +672,18 @@ impl<'a> View<'a> {
         }
     }
 
+    /// The engine whose tensor this view borrows (`None` for host memory
+    /// and a caller's own device buffer).
+    pub(crate) fn owner(&self) -> Option<u64> {
+        match &self.data {
+            ViewData::Host(_) => None,
+            #[cfg(feature = "wgpu")]
+            ViewData::Wgpu(r) => r.owner,
+            #[cfg(feature = "cuda")]
+            ViewData::Cuda(r) => r.owner,
+        }
+    }
+
     /// The backend whose memory this view borrows.
     pub fn backend(&self) -> BackendKind {
         match &self.data {
@@ -689,6 +773,18 @@ impl<'a> ViewMut<'a> {
             ViewMutData::Host(s) => Ok(s),
             #[cfg(any(feature = "wgpu", feature = "cuda"))]
             _ => Err(not_host("view", _kind)),
+        }
+    }
+
+    /// The engine whose tensor this view borrows (`None` for host memory
+    /// and a caller's own device buffer).
+    pub(crate) fn owner(&self) -> Option<u64> {
+        match &self.data {
+            ViewMutData::Host(_) => None,
+            #[cfg(feature = "wgpu")]
+            ViewMutData::Wgpu(r) => r.owner,
+            #[cfg(feature = "cuda")]
+            ViewMutData::Cuda(r) => r.owner,
         }
     }
 

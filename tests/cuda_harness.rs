@@ -24,7 +24,7 @@ fn data(shape: Shape, dtype: DType, seed: u64, scale: f32) -> HostTensor {
     let key = NoiseKey::new(seed, Domain::PROBE);
     let mut v = vec![0.0f32; shape.batch * shape.dim];
     for (b, row) in v.chunks_mut(shape.dim.max(1)).enumerate() {
-        key.fill(b as u32, 0, row);
+        key.fill(b as u32, 0, row).unwrap();
         row.iter_mut().for_each(|x| *x *= scale);
     }
     HostTensor::from_f32(shape, &v, dtype).unwrap()
@@ -151,7 +151,7 @@ fn xi_all(noise: &HostNoise, shape: Shape) -> Vec<f64> {
             let mut v = vec![0.0f32; shape.dim];
             (0..shape.batch)
                 .flat_map(|b| {
-                    key.fill(sample_id(ids, b), 0, &mut v);
+                    key.fill(sample_id(ids, b), 0, &mut v).unwrap();
                     v.iter().map(|&x| x as f64).collect::<Vec<_>>()
                 })
                 .collect()

@@ -131,3 +131,94 @@ fn verify_prints_a_summary_and_the_full_table_on_request() {
         "expected every row with --full, got {rows}:\n{full}"
     );
 }
+
+/// The exit status and the output of `gaussflow args…` (with `env` set).
+fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut c = bin();
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// `GAUSSFLOW_BACKEND=cuda gaussflow verify` on a machine without a driver
+/// verified the CPU and wgpu and said PASS; the backend asked for must run.
+#[test]
+fn verify_honours_gaussflow_backend_and_fails_when_it_does_not_start() {
+    if gaussflow::Engine::cuda(0).is_ok() {
+        eprintln!("a CUDA device is present: the no-driver case is SKIPPED here");
+        return;
+    }
+    let (code, text) = run(
+        &["verify", "--sizes", "8", "--dtypes", "f32"],
+        &[("GAUSSFLOW_BACKEND", "cuda")],
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("verify cuda: FAILED to start"), "{text}");
+    assert!(!text.contains("verify: PASS"), "{text}");
+    assert!(
+        !text.contains("== verify cpu"),
+        "only the named backend runs: {text}"
+    );
+}
+
+/// An unwritable `--out` named no path ("Not a directory (os error 20)").
+#[test]
+fn figures_to_an_unwritable_path_names_it() {
+    let file = std::env::temp_dir().join(format!("gaussflow-not-a-dir-{}", std::process::id()));
+    std::fs::write(&file, b"a file, not a directory").unwrap();
+    let out = file.join("figures");
+    let (code, text) = run(&["figures", "--out", out.to_str().unwrap()], &[]);
+    std::fs::remove_file(&file).ok();
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains(out.to_str().unwrap()), "{text}");
+}
+
+/// `--sizes 0` checks nothing: `verify` reported FAIL, wgpu `bench` printed
+/// NaN columns. Both refuse the size now, naming the option.
+#[test]
+fn a_size_of_zero_is_refused_by_verify_and_bench() {
+    for args in [
+        &["verify", "--sizes", "0", "--backend", "cpu"][..],
+        &["bench", "--sizes", "0", "--backend", "cpu", "--quick"][..],
+    ] {
+        let (code, text) = run(args, &[]);
+        assert_eq!(code, Some(2), "{args:?}: {text}");
+        assert!(
+            text.contains("--sizes") && text.contains("at least 1"),
+            "{text}"
+        );
+        assert!(!text.contains("NaN") && !text.contains("FAIL"), "{text}");
+    }
+}
+
+/// `bench --sizes 2^40` aborted (allocation failure) and `--sizes 2^64 − 1`
+/// panicked (capacity overflow); both are errors naming the allocation.
+#[test]
+fn bench_with_a_huge_size_is_an_error_not_an_abort() {
+    for size in ["1099511627776", "18446744073709551615"] {
+        let (code, text) = run(
+            &[
+                "bench",
+                "--sizes",
+                size,
+                "--backend",
+                "cpu",
+                "--dtypes",
+                "f32",
+                "--quick",
+            ],
+            &[],
+        );
+        assert_eq!(code, Some(2), "size {size}: {text}");
+        assert!(text.contains("cannot allocate"), "{text}");
+        assert!(!text.contains("panicked"), "{text}");
+    }
+}

@@ -473,3 +473,79 @@ fn explicitly_requested_unavailable_backends_are_unavailable_errors() {
     // The CPU is always there.
     assert!(Engine::new(BackendKind::Cpu).is_ok());
 }
+
+/// CPU tensors and row tables are host memory: documented as usable by any
+/// CPU engine (only wgpu and CUDA bind them to their maker, see
+/// `tests/wgpu_engine.rs`), and they give the same result on either.
+#[test]
+fn cpu_tensors_are_shared_between_cpu_engines() {
+    let (a, b) = (Engine::cpu(), Engine::cpu());
+    let x = t(&a);
+    let table = a.upload_rows(&[noise_row()]).unwrap();
+    let run = |e: &Engine| {
+        let mut z = tensor(e, Shape::new(B, D), DType::F32);
+        e.noise(NoiseOp {
+            x: x.view(),
+            rows: table.row(0).unwrap(),
+            noise: philox(SampleIds::Offset(0)),
+            z: z.view_mut(),
+            target: None,
+        })
+        .unwrap();
+        e.download(&z.view()).unwrap()
+    };
+    assert_eq!(run(&a), run(&b));
+}
+
+/// Negative loss weights were accepted (issue 12.3): they turn descent on a
+/// sample into ascent, and are refused naming the row.
+#[test(engines)]
+fn a_negative_loss_weight_is_refused(e: &Engine) {
+    {
+        let pred = t(e);
+        let target = t(e);
+        let mut loss = tensor(e, Shape::new(B, 1), DType::F32);
+        let r = e.loss(LossOp {
+            pred: pred.view(),
+            target: Target::Read(target.view()),
+            rows: (&[
+                loss_row(),
+                LossRow {
+                    weight: -0.5,
+                    ..loss_row()
+                },
+                loss_row(),
+            ][..])
+                .into(),
+            loss: loss.view_mut(),
+            grad: None,
+        });
+        match r {
+            Err(Error::InvalidArgument { what, reason }) => {
+                assert!(what.contains("loss row 1 weight"), "{what}");
+                assert!(reason.contains("-0.5"), "{reason}");
+            }
+            other => panic!("{}: {other:?}", e.kind()),
+        }
+    }
+}
+
+/// The optional per-sample finiteness check names the first bad element of
+/// each sample.
+#[test(engines)]
+fn first_non_finite_names_the_first_bad_element_of_each_sample(e: &Engine) {
+    {
+        let mut v: Vec<f32> = (0..B * D).map(|i| i as f32).collect();
+        v[D + 3] = f32::INFINITY;
+        v[D + 4] = f32::NAN;
+        v[2 * D] = f32::NAN;
+        let x = e
+            .upload(&HostTensor::from_f32(Shape::new(B, D), &v, DType::F32).unwrap())
+            .unwrap();
+        let got = e.first_non_finite(&x.view()).unwrap();
+        assert_eq!(got.len(), B);
+        assert_eq!(got[0], None, "{}", e.kind());
+        assert_eq!(got[1], Some((3, f32::INFINITY)), "{}", e.kind());
+        assert!(matches!(got[2], Some((0, x)) if x.is_nan()), "{}", e.kind());
+    }
+}

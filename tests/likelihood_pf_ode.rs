@@ -152,7 +152,8 @@ fn hutchinson_probes_are_philox_probe_domain() {
     let mut want = vec![0.0f32; 6];
     NoiseKey::new(5, Domain::PROBE)
         .with_stream(3)
-        .fill(11, 0, &mut want);
+        .fill(11, 0, &mut want)
+        .unwrap();
     assert_eq!(p, want.iter().map(|&v| v as f64).collect::<Vec<_>>());
     // Reproducible estimates.
     let mix = GaussianMixture::three_modes_2d();

@@ -379,6 +379,6 @@ fn philox_noise_is_the_keyed_stream() {
     let key = NoiseKey::new(42, Domain::SAMPLER_STEP).with_stream(3);
     let n = reference::philox_noise(key, 9, 10);
     let mut f = [0f32; 10];
-    key.fill(9, 0, &mut f);
+    key.fill(9, 0, &mut f).unwrap();
     assert_eq!(n, f.iter().map(|&v| v as f64).collect::<Vec<_>>());
 }

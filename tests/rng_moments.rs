@@ -68,7 +68,7 @@ fn draws() -> Vec<f32> {
     let key = NoiseKey::new(0x5eed, Domain::FORWARD).with_stream(3);
     let mut v = vec![0.0f32; N];
     for (id, chunk) in v.chunks_mut(4000).enumerate() {
-        key.fill(id as u32, 0, chunk);
+        key.fill(id as u32, 0, chunk).unwrap();
     }
     v
 }
@@ -112,7 +112,7 @@ fn different_streams_domains_and_samples_are_uncorrelated() {
         .iter()
         .map(|(k, id)| {
             let mut v = vec![0.0f32; n];
-            k.fill(*id, 0, &mut v);
+            k.fill(*id, 0, &mut v).unwrap();
             v
         })
         .collect();

@@ -41,10 +41,12 @@ fn time_out_of_range() {
         Err(Error::TimeOutOfRange { .. })
     ));
     // The history time of DPM++ is checked too.
-    assert!(matches!(
-        dpmpp_2m_row(&VpCosine, Prediction::V, 0.5, 0.25, Some(1.5)),
-        Err(Error::TimeOutOfRange { .. })
-    ));
+    match dpmpp_2m_row(&VpCosine, Prediction::V, 0.5, 0.25, Some(1.5)) {
+        Err(e @ Error::TimeOutOfRange { .. }) => {
+            assert!(e.to_string().contains("prev"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
     assert!(matches!(
         Steps::from_grid(&[1.2, 0.5, 0.0]),
         Err(Error::TimeOutOfRange { .. })
@@ -68,11 +70,18 @@ fn step_direction() {
             Err(Error::StepDirection { .. })
         ));
     }
-    // History must come from an earlier (larger) time.
-    assert!(matches!(
-        dpmpp_2m_row(&VpCosine, Prediction::Eps, 0.5, 0.25, Some(0.4)),
-        Err(Error::StepDirection { .. })
-    ));
+    // History must come from an earlier (larger) time; the error names
+    // `prev`, not the step's `t` (it used to be a StepDirection with t = prev).
+    match dpmpp_2m_row(&VpCosine, Prediction::Eps, 0.5, 0.25, Some(0.4)) {
+        Err(Error::InvalidArgument { what, reason }) => {
+            assert!(what.contains("prev"), "{what}");
+            assert!(
+                reason.contains("prev = 0.4") && reason.contains("t = 0.5"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     assert!(matches!(
         Steps::from_grid(&[1.0, 0.2, 0.5]),
         Err(Error::StepDirection { .. })

@@ -283,9 +283,33 @@ fn bad_sde_inputs() {
         diffusion_at(&still, 0.5, 0.1),
         Err(Error::InvalidArgument { .. })
     ));
-    let shrinking = FromFlow::new(|_| 1.0, |t| 1.0 - 0.5 * t).unwrap();
+    // FromFlow refuses a schedule whose α/σ rises (a reversed one, issue
+    // 12.4); diffusion_at refuses it from any other implementation.
     assert!(matches!(
-        diffusion_at(&shrinking, 0.5, 0.0),
+        FromFlow::new(|_| 1.0, |t| 1.0 - 0.5 * t),
+        Err(Error::InvalidArgument { .. })
+    ));
+    #[derive(Debug)]
+    struct Shrinking;
+    impl Schedule for Shrinking {
+        fn name(&self) -> String {
+            "shrinking σ".into()
+        }
+        fn alpha(&self, _t: f64) -> f64 {
+            1.0
+        }
+        fn sigma(&self, t: f64) -> f64 {
+            1.0 - 0.5 * t
+        }
+        fn d_alpha(&self, _t: f64) -> f64 {
+            0.0
+        }
+        fn d_sigma(&self, _t: f64) -> f64 {
+            -0.5
+        }
+    }
+    assert!(matches!(
+        diffusion_at(&Shrinking, 0.5, 0.0),
         Err(Error::InvalidArgument { .. })
     ));
     assert!(matches!(

@@ -161,7 +161,7 @@ fn times_depend_on_seed_step_and_id_only() {
 /// training step, bit for bit; the mean reduction divides by B.
 #[test(engines)]
 fn helper_equals_hand_built_step_and_mean_divides_by_b(engine: &gaussflow::Engine) {
-    for engine in [engine] {
+    {
         for (batch, ids) in [
             (8usize, SampleIds::Offset(40)),
             (3, SampleIds::Explicit(&[7, 1, 30])),

@@ -114,7 +114,7 @@ fn launches_over_128_mib_equal_the_reference_and_the_cpu_noise(engine: &gaussflo
     let mut xi = vec![0.0f32; dim];
     let (mut worst, mut exact) = (0u64, 0usize);
     for b in 0..batch {
-        key.fill(40 + b as u32, 0, &mut xi);
+        key.fill(40 + b as u32, 0, &mut xi).unwrap();
         let r = rows[b];
         let lr = lrows[b];
         let mut sum = 0.0f64;

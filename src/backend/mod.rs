@@ -70,6 +70,17 @@ impl std::str::FromStr for BackendKind {
     }
 }
 
+/// A fresh identity for a GPU backend instance. Every tensor and row table
+/// a wgpu or CUDA engine makes carries its engine's id, and the engine
+/// refuses one with another id ([`Error::ForeignEngine`]): two wgpu engines
+/// are two devices, and a buffer of one bound on the other reads as zeros
+/// (or fails deep in the driver) instead of as its contents.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub(crate) fn next_owner_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Name of the environment variable that overrides [`Engine::auto`].
 pub const BACKEND_ENV: &str = "GAUSSFLOW_BACKEND";
 
@@ -162,6 +173,14 @@ macro_rules! dispatch {
 }
 
 /// The entry point: a backend chosen at run time, and the fused kernels on it.
+///
+/// Tensors and row tables belong to the engine that made them: a wgpu or
+/// CUDA engine refuses another engine's ([`Error::ForeignEngine`]), since
+/// two wgpu engines are two devices and a buffer of one is not memory of
+/// the other. CPU tensors and tables are plain host memory, so any CPU
+/// engine may use any of them (and host views, [`View::host`], are
+/// anyone's). A caller's own `wgpu::Buffer` or CUDA memory carries no
+/// engine: wgpu checks its device itself, the CUDA engine its context.
 ///
 /// ```
 /// use gaussflow::Engine;
@@ -382,6 +401,18 @@ impl Engine {
         }
     }
 
+    /// The identity stored in the tensors and row tables this engine makes
+    /// (`None` on the CPU: host memory is any CPU engine's to read).
+    pub(crate) fn owner_id(&self) -> Option<u64> {
+        match &self.backend {
+            Backend::Cpu(_) => None,
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu(b) => Some(b.owner_id()),
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(b) => Some(b.owner_id()),
+        }
+    }
+
     /// The device, in words.
     pub fn describe(&self) -> String {
         dispatch!(self, b => b.describe())
@@ -414,6 +445,7 @@ impl Engine {
     /// Copies a tensor of this engine back to the host.
     pub fn download(&self, src: &View<'_>) -> Result<HostTensor> {
         validate::backend_of(self.kind(), "download source", src.backend())?;
+        validate::owner_of(self, "download source", src.owner())?;
         dispatch!(self, b => b.download(src))
     }
 
@@ -467,6 +499,26 @@ impl Engine {
             return Ok(());
         }
         dispatch!(self, b => b.copy(src, dst))
+    }
+
+    /// The first non-finite element (NaN or ±inf) of each sample of `v`,
+    /// as `(element index, value)`, `None` for a sample that is all finite:
+    /// an optional check of a model output before it goes into a step or a
+    /// loss (which pass non-finite values through, see the README's
+    /// "Non-finite values"). Costs a download of `v`.
+    pub fn first_non_finite(&self, v: &View<'_>) -> Result<Vec<Option<(usize, f32)>>> {
+        let host = self.download(v)?;
+        let d = host.shape().dim;
+        let values = host.to_f32_vec();
+        Ok((0..host.shape().batch)
+            .map(|b| {
+                values[b * d..(b + 1) * d]
+                    .iter()
+                    .enumerate()
+                    .find(|(_, x)| !x.is_finite())
+                    .map(|(e, &x)| (e, x))
+            })
+            .collect())
     }
 
     /// Waits until every launch queued so far has finished.

@@ -40,17 +40,25 @@ impl<'a, R: Row> Rows<'a, R> {
         self.len() == 0
     }
 
-    /// The rows as host data (a table keeps a host copy for checking).
+    /// The rows as host data (a table keeps a host copy for checking). A
+    /// hand-built [`Rows::Table`] whose range runs past the table's end has
+    /// no rows here (the engine refuses it with [`Error::InvalidArgument`]
+    /// before any kernel reads it; [`RowTable::rows`] cannot build one).
     pub fn host(&self) -> &'a [R] {
         match *self {
             Rows::Host(r) => r,
-            Rows::Table { table, start, len } => &table.host[start..start + len],
+            Rows::Table { table, start, len } => start
+                .checked_add(len)
+                .and_then(|end| table.host.get(start..end))
+                .unwrap_or(&[]),
         }
     }
 
     /// The row that applies to sample `b` (row 0 when one row is shared).
+    /// Crate-only: it indexes, and only the kernels call it, after the
+    /// engine checked the row count against the batch.
     #[inline]
-    pub fn for_sample(&self, b: usize) -> &'a R {
+    pub(crate) fn for_sample(&self, b: usize) -> &'a R {
         let h = self.host();
         if h.len() == 1 { &h[0] } else { &h[b] }
     }
@@ -112,6 +120,18 @@ impl<R: Row> RowTable<R> {
             RowDevice::Wgpu(_) => BackendKind::Wgpu,
             #[cfg(feature = "cuda")]
             RowDevice::Cuda(_) => BackendKind::Cuda,
+        }
+    }
+
+    /// The engine that uploaded the table (`None` for a CPU table: host
+    /// memory any CPU engine may read).
+    pub(crate) fn owner(&self) -> Option<u64> {
+        match &self.device {
+            RowDevice::Host => None,
+            #[cfg(feature = "wgpu")]
+            RowDevice::Wgpu(t) => Some(t.owner),
+            #[cfg(feature = "cuda")]
+            RowDevice::Cuda(t) => Some(t.owner),
         }
     }
 

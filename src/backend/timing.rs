@@ -61,7 +61,8 @@ pub(crate) fn wall_clock(
     sync: impl Fn() -> Result<()>,
 ) -> Result<Timings> {
     sync()?;
-    let mut samples = Vec::with_capacity(reps);
+    let mut samples =
+        crate::tensor::host_vec_with_capacity(reps, "the timings of the repetitions")?;
     for _ in 0..reps {
         let t0 = Instant::now();
         launch()?;

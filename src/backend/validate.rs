@@ -29,6 +29,19 @@ pub(crate) fn backend_of(engine: BackendKind, what: &str, tensor: BackendKind) -
     }
 }
 
+/// Refuses a tensor or row table another engine of the same backend made
+/// (`owner` is its maker's id; `None`, host memory or a caller's own
+/// buffer, is not refused here).
+pub(crate) fn owner_of(engine: &Engine, what: &str, owner: Option<u64>) -> Result<()> {
+    match (engine.owner_id(), owner) {
+        (Some(mine), Some(theirs)) if mine != theirs => Err(Error::ForeignEngine {
+            what: what.to_string(),
+            backend: engine.kind(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn dtype_supported(engine: &Engine, dtype: DType) -> Result<()> {
     if engine.supports(dtype) {
         Ok(())
@@ -68,6 +81,7 @@ fn dtype_is(what: &str, got: DType, expected: DType) -> Result<()> {
 /// Checks a read argument: same backend, shape and dtype as the reference.
 fn input(engine: &Engine, what: &str, v: &View<'_>, shape: Shape, dtype: DType) -> Result<()> {
     backend_of(engine.kind(), what, v.backend())?;
+    owner_of(engine, what, v.owner())?;
     shape_is(what, v.shape(), shape)?;
     dtype_is(what, v.dtype(), dtype)
 }
@@ -75,6 +89,7 @@ fn input(engine: &Engine, what: &str, v: &View<'_>, shape: Shape, dtype: DType) 
 /// Checks a written argument: same backend, shape and dtype as the reference.
 fn output(engine: &Engine, what: &str, v: &ViewMut<'_>, shape: Shape, dtype: DType) -> Result<()> {
     backend_of(engine.kind(), what, v.backend())?;
+    owner_of(engine, what, v.owner())?;
     shape_is(what, v.shape(), shape)?;
     dtype_is(what, v.dtype(), dtype)
 }
@@ -94,8 +109,18 @@ fn rows<R: Row>(engine: &Engine, rows: &Rows<'_, R>, batch: usize) -> Result<()>
                 row.validate(i)?;
             }
         }
-        // Tables were checked row by row when uploaded.
-        Rows::Table { table, .. } => {
+        // Tables were checked row by row when uploaded; the range was not
+        // (the variant's fields are public, so it may be built by hand).
+        Rows::Table { table, start, len } => {
+            if start.checked_add(*len).is_none_or(|end| end > table.len()) {
+                return Err(Error::invalid(
+                    format!("{} table range", R::NAME),
+                    format!(
+                        "rows {start}..{start}+{len} exceed the table's {} rows",
+                        table.len()
+                    ),
+                ));
+            }
             let where_ = match table.device {
                 RowDevice::Host => BackendKind::Cpu,
                 #[cfg(feature = "wgpu")]
@@ -103,7 +128,9 @@ fn rows<R: Row>(engine: &Engine, rows: &Rows<'_, R>, batch: usize) -> Result<()>
                 #[cfg(feature = "cuda")]
                 RowDevice::Cuda(_) => BackendKind::Cuda,
             };
-            backend_of(engine.kind(), &format!("{} table", R::NAME), where_)?;
+            let what = format!("{} table", R::NAME);
+            backend_of(engine.kind(), &what, where_)?;
+            owner_of(engine, &what, table.owner())?;
         }
     }
     Ok(())

@@ -123,7 +123,7 @@ pub fn probe(seed: u64, sample_id: u32, j: u32, dim: usize) -> Vec<f64> {
     let mut buf = vec![0.0f32; dim];
     NoiseKey::new(seed, Domain::PROBE)
         .with_stream(j)
-        .fill(sample_id, 0, &mut buf);
+        .fill_unchecked(sample_id, 0, &mut buf);
     buf.into_iter().map(f64::from).collect()
 }
 

@@ -601,7 +601,7 @@ impl GaussianMixture {
                     .unwrap_or(self.components() - 1);
                 *ci = k;
                 let mut xi32 = vec![0.0f32; d];
-                noise.fill(id, 0, &mut xi32);
+                noise.fill_unchecked(id, 0, &mut xi32);
                 for j in 0..d {
                     xi[j] = self.means[k * d + j] + self.stds[k] * xi32[j] as f64;
                 }
@@ -854,7 +854,7 @@ pub fn slicing_directions(dim: usize, count: usize) -> Vec<Vec<f64>> {
     (0..count)
         .map(|j| {
             let mut v = vec![0.0f32; dim];
-            key.fill(j as u32, 0, &mut v);
+            key.fill_unchecked(j as u32, 0, &mut v);
             let norm = v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
             v.iter().map(|&x| x as f64 / norm).collect()
         })
@@ -1043,7 +1043,7 @@ impl GaussianMixture {
                     inputs[MODEL] = p[e];
                     inputs[MODEL_UNCOND] = pu[e];
                     inputs[HISTORY] = hist[e];
-                    let xi = key.map_or(0.0, |k| k.normal(i as u32, j as u64) as f64);
+                    let xi = key.map_or(0.0, |k| k.normal_unchecked(i as u32, j as u64) as f64);
                     (next[e], x_hat[e]) = row.apply(inputs, xi);
                 }
             }

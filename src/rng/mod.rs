@@ -27,6 +27,8 @@ pub const LAYOUT_VERSION: u32 = 1;
 
 pub(crate) mod simd;
 
+use crate::error::{Error, Result};
+
 const M0: u32 = 0xD251_1F53;
 const M1: u32 = 0xCD9E_8D57;
 const W0: u32 = 0x9E37_79B9;
@@ -122,14 +124,36 @@ impl NoiseKey {
         box_muller(self.bits(sample_id, block))
     }
 
-    /// Element `element` of sample `sample_id`'s noise.
-    pub fn normal(&self, sample_id: u32, element: u64) -> f32 {
+    /// [`normal`](NoiseKey::normal) without the range check, for the
+    /// crate's references and models, whose `D` the engine bounds by
+    /// [`MAX_ELEMENTS_PER_SAMPLE`] or which use a few elements.
+    #[inline]
+    pub(crate) fn normal_unchecked(&self, sample_id: u32, element: u64) -> f32 {
         self.normals4(sample_id, (element / 4) as u32)[(element % 4) as usize]
     }
 
+    /// [`fill`](NoiseKey::fill) for a range known to be addressable (see
+    /// [`normal_unchecked`](NoiseKey::normal_unchecked)).
+    #[cfg(feature = "lab")]
+    pub(crate) fn fill_unchecked(&self, sample_id: u32, first: u64, out: &mut [f32]) {
+        for (i, v) in out.iter_mut().enumerate() {
+            *v = self.normal_unchecked(sample_id, first + i as u64);
+        }
+    }
+
+    /// Element `element` of sample `sample_id`'s noise;
+    /// [`Error::InvalidArgument`] past [`MAX_ELEMENTS_PER_SAMPLE`], where the
+    /// u32 block index would wrap and alias element `element mod 2³⁴`.
+    pub fn normal(&self, sample_id: u32, element: u64) -> Result<f32> {
+        check_elements("NoiseKey::normal element", element, 1)?;
+        Ok(self.normals4(sample_id, (element / 4) as u32)[(element % 4) as usize])
+    }
+
     /// Fills `out` with elements `first .. first + out.len()` of sample
-    /// `sample_id`'s noise.
-    pub fn fill(&self, sample_id: u32, first: u64, out: &mut [f32]) {
+    /// `sample_id`'s noise; [`Error::InvalidArgument`] (and `out` untouched)
+    /// if that range runs past [`MAX_ELEMENTS_PER_SAMPLE`].
+    pub fn fill(&self, sample_id: u32, first: u64, out: &mut [f32]) -> Result<()> {
+        check_elements("NoiseKey::fill range", first, out.len() as u64)?;
         let mut i = 0usize;
         while i < out.len() {
             let e = first + i as u64;
@@ -139,6 +163,21 @@ impl NoiseKey {
             out[i..i + take].copy_from_slice(&block[lane..lane + take]);
             i += take;
         }
+        Ok(())
+    }
+}
+
+/// `Err` unless elements `first .. first + len` are all addressable.
+fn check_elements(what: &str, first: u64, len: u64) -> Result<()> {
+    match first.checked_add(len) {
+        Some(end) if end <= MAX_ELEMENTS_PER_SAMPLE => Ok(()),
+        _ => Err(Error::invalid(
+            what,
+            format!(
+                "elements {first}..{first}+{len} run past the {MAX_ELEMENTS_PER_SAMPLE} a \
+                 sample's noise addresses (2³² blocks of 4)"
+            ),
+        )),
     }
 }
 

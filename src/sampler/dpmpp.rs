@@ -45,12 +45,20 @@ pub fn dpmpp_2m_row<S: Schedule + ?Sized>(
     let (at, at_s) = step_ends(schedule, t, s)?;
     let at_prev = match prev {
         Some(tp) => {
-            let ap = schedule.at(tp)?;
+            // Named `prev` in both errors: as a step's own `t` they read as
+            // if the step itself were wrong.
+            crate::error::check_time(
+                || "DPM-Solver++(2M) prev (the history's time)".to_string(),
+                tp,
+            )?;
             #[allow(clippy::neg_cmp_op_on_partial_ord)]
             if !(tp > t) {
-                return Err(Error::StepDirection { t: tp, s: t });
+                return Err(Error::invalid(
+                    "DPM-Solver++(2M) prev (the history's time)",
+                    format!("prev = {tp} must be later than the step's t = {t} (prev > t)"),
+                ));
             }
-            Some(ap)
+            Some(schedule.at(tp)?)
         }
         None => None,
     };

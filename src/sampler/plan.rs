@@ -105,7 +105,8 @@ impl Plan {
         };
         let plans: Vec<Plan> = samplers
             .iter()
-            .map(|s| Plan::new(*s))
+            .enumerate()
+            .map(|(b, s)| Plan::new(*s).map_err(|e| e.in_context(&format!("sample {b}"))))
             .collect::<Result<_>>()?;
         let base = &plans[0];
         for (b, p) in plans.iter().enumerate().skip(1) {

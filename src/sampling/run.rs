@@ -50,7 +50,7 @@ use crate::error::{Error, Result};
 use crate::rng::NoiseKey;
 use crate::rows::{HISTORY, MODEL, MODEL_UNCOND, STATE};
 use crate::sampler::PlanStage;
-use crate::tensor::{HostTensor, Tensor, View};
+use crate::tensor::{HostData, HostTensor, Tensor, View};
 
 /// A sampling run in progress, one fused step per [`Run::advance`] (see the
 /// module docs). Made by [`Driver::start`]; `'a` borrows the driver and the
@@ -110,7 +110,10 @@ impl<'e> Driver<'e> {
         // History slots start at zero: a row with a zero history coefficient
         // must not meet NaN garbage (0 · NaN = NaN).
         let (hist_read, hist_write) = if self.plan.uses_history() {
-            let zeros = HostTensor::from_f32(shape, &vec![0.0; shape.len()?], dtype)?;
+            let zeros = HostTensor::new(
+                shape,
+                HostData::filled(shape.len()?, dtype, 0.0, "the history's zeros")?,
+            )?;
             (Some(engine.upload(&zeros)?), Some(engine.upload(&zeros)?))
         } else {
             (None, None)
@@ -120,7 +123,7 @@ impl<'e> Driver<'e> {
             initial,
             noise,
             index: 0,
-            times: vec![0.0; shape.batch],
+            times: crate::tensor::host_vec(shape.batch, 0.0, "the per-sample times")?,
             cur,
             next,
             output,

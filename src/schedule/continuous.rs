@@ -272,6 +272,10 @@ impl Schedule for Ve {
         2.0 * s * s * self.log_ratio()
     }
     fn t_from_log_snr(&self, lambda: f64) -> Result<f64> {
+        // The fields are public, so a literal may skip `Ve::new`'s check;
+        // with σ_min = σ_max the inverse divides by ln 1 = 0 (it returned
+        // Ok(NaN)).
+        Ve::new(self.sigma_min, self.sigma_max)?;
         check_lambda(&self.name(), lambda, self.log_snr(1.0), self.log_snr(0.0))?;
         Ok(((-0.5 * lambda - self.sigma_min.ln()) / self.log_ratio()).clamp(0.0, 1.0))
     }

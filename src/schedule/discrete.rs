@@ -76,6 +76,12 @@ pub enum ZeroSnrTerminal {
 /// The value diffusers' Euler scheduler puts in place of `ᾱ_{N−1} = 0`.
 pub const EULER_TERMINAL_ALPHA_CUMPROD: f64 = 1.0 / 16_777_216.0;
 
+/// The most training steps `N` a [`Discrete`] schedule accepts (2²⁰):
+/// trained models use about 1000, and the schedule keeps tables of a few
+/// f64 per step, so a larger `N` is a mistake refused before any table is
+/// allocated.
+pub const MAX_TRAIN_TIMESTEPS: usize = 1 << 20;
+
 /// Everything that defines a [`Discrete`] schedule built from betas.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DiscreteConfig {
@@ -339,6 +345,12 @@ impl Discrete {
         if n < 2 {
             return Err(invalid(format!("need at least 2 training steps, got {n}")));
         }
+        if n > MAX_TRAIN_TIMESTEPS {
+            return Err(invalid(format!(
+                "{n} training steps is more than the {MAX_TRAIN_TIMESTEPS} a discrete schedule \
+                 supports (its tables hold several f64 values per step)"
+            )));
+        }
         let mut label = match &config.beta_schedule {
             BetaSchedule::Linear {
                 beta_start,
@@ -456,6 +468,12 @@ impl Discrete {
         let n = alphas_cumprod.len();
         if n < 2 {
             return Err(invalid(format!("need at least 2 training steps, got {n}")));
+        }
+        if n > MAX_TRAIN_TIMESTEPS {
+            return Err(invalid(format!(
+                "{n} training steps is more than the {MAX_TRAIN_TIMESTEPS} a discrete schedule \
+                 supports (its tables hold several f64 values per step)"
+            )));
         }
         let betas = (0..n)
             .map(|k| {

@@ -2,8 +2,8 @@
 //! `(f, g)` by quadrature, [`FromFlow`] from `(α, σ)` with numerical
 //! derivatives where none are given.
 
-use super::Schedule;
 use super::quad::{Tolerance, integrate};
+use super::{Schedule, ScheduleAt};
 use crate::error::{Error, Result};
 use std::sync::Arc;
 
@@ -157,6 +157,18 @@ impl FromSde {
         integrate(|s| (self.f)(s), a, b, self.tol, "SDE drift f")
     }
 
+    /// `∫_a^b f`, each evaluation of `f` taken from `budget`: once it is
+    /// spent the integrand turns NaN, which ends the quadrature at once.
+    fn int_f_budgeted(&self, a: f64, b: f64, budget: &Budget) -> Result<f64> {
+        integrate(
+            |s| if budget.take() { (self.f)(s) } else { f64::NAN },
+            a,
+            b,
+            self.tol,
+            "SDE drift f",
+        )
+    }
+
     fn check_t(t: f64) -> Result<()> {
         crate::error::check_time(|| "FromSde".into(), t).map(|_| ())
     }
@@ -177,15 +189,40 @@ impl FromSde {
     }
 
     /// `σ_t = √(σ_0² e^{2(L_t − L_0)} + ∫₀ᵗ g_s² e^{2(L_t − L_s)} ds)`.
+    ///
+    /// The variance integrand holds an inner quadrature of `f`, so a drift
+    /// the quadrature struggles with (fast oscillation, a jump without a
+    /// breakpoint) costs the square of its subintervals: at most
+    /// [`SIGMA_EVALUATIONS`] evaluations of `f` and `g` are spent, then an
+    /// [`Error::InvalidArgument`] says so (an `f = −sin(2000t) − 1` took
+    /// 7–22 s for one `σ(1)` before).
     pub fn try_sigma(&self, t: f64) -> Result<f64> {
         Self::check_t(t)?;
+        let budget = Budget(std::cell::Cell::new(SIGMA_EVALUATIONS));
+        self.try_sigma_within(t, &budget).map_err(|e| {
+            if budget.0.get() == 0 {
+                Error::invalid(
+                    "FromSde σ",
+                    format!(
+                        "σ at t = {t} needs more than {SIGMA_EVALUATIONS} evaluations of f and g \
+                         (a drift that oscillates fast or jumps: add breakpoints with \
+                         `with_breakpoints`, or loosen the tolerance)"
+                    ),
+                )
+            } else {
+                e
+            }
+        })
+    }
+
+    fn try_sigma_within(&self, t: f64, budget: &Budget) -> Result<f64> {
         let pieces = self.pieces(t);
         // L at each piece start, relative to L_0, and L_t.
         let mut l_start = Vec::with_capacity(pieces.len());
         let mut l = 0.0;
         for &(a, b) in &pieces {
             l_start.push(l);
-            l += self.int_f(a, b)?;
+            l += self.int_f_budgeted(a, b, budget)?;
         }
         let l_t = l;
         let mut var = self.sigma0 * self.sigma0 * (2.0 * l_t).exp();
@@ -193,8 +230,11 @@ impl FromSde {
             let mut inner_err = None;
             let v = integrate(
                 |s| {
+                    if !budget.take() {
+                        return f64::NAN;
+                    }
                     let gs = (self.g)(s);
-                    match self.int_f(a, s) {
+                    match self.int_f_budgeted(a, s, budget) {
                         Ok(fi) => gs * gs * (2.0 * (l_t - la - fi)).exp(),
                         Err(e) => {
                             inner_err.get_or_insert(e);
@@ -222,9 +262,50 @@ impl FromSde {
     }
 }
 
+/// Evaluations of `f` and `g` one [`FromSde::try_sigma`] may spend (a
+/// smooth drift needs a few thousand).
+pub const SIGMA_EVALUATIONS: usize = 2_000_000;
+
+/// What is left of a [`SIGMA_EVALUATIONS`] budget.
+struct Budget(std::cell::Cell<usize>);
+
+impl Budget {
+    /// Takes one evaluation; `false` once none is left.
+    fn take(&self) -> bool {
+        let left = self.0.get();
+        self.0.set(left.saturating_sub(1));
+        left > 0
+    }
+}
+
 impl Schedule for FromSde {
     fn name(&self) -> String {
         format!("from-sde(α_0={}, σ_0={})", self.alpha0, self.sigma0)
+    }
+    /// The quantities through the fallible quadratures, so a quadrature
+    /// that fails says why (the default went through `sigma`, which can only
+    /// say NaN: "sigma at t = 0.9: NaN").
+    fn at(&self, t: f64) -> Result<ScheduleAt> {
+        Self::check_t(t)?;
+        let alpha = self.try_alpha(t)?;
+        let sigma = self.try_sigma(t)?;
+        let (f, g) = ((self.f)(t), (self.g)(t));
+        let at = ScheduleAt {
+            t,
+            alpha,
+            sigma,
+            d_alpha: f * alpha,
+            d_sigma: f * sigma + g * g / (2.0 * sigma),
+        };
+        for (n, v) in [("alpha", alpha), ("sigma", sigma)] {
+            if !v.is_finite() {
+                return Err(Error::NonFinite {
+                    what: format!("{} {n} at t = {t}", self.name()),
+                    value: v,
+                });
+            }
+        }
+        Ok(at)
     }
     fn alpha(&self, t: f64) -> f64 {
         self.try_alpha(t).unwrap_or(f64::NAN)
@@ -298,6 +379,28 @@ impl FromFlow {
         let ts = probe_points();
         check_callable("α", &alpha, &ts)?;
         check_callable("σ", &sigma, &ts)?;
+        // Time runs from data (t = 0, high α/σ) to noise (t = 1): a
+        // schedule given the other way round was accepted and printed a
+        // range "[inf, -inf]".
+        let ratio = |t: f64| alpha(t) / sigma(t);
+        // t = 1 itself only where the callables are defined there.
+        let r1 = match ratio(1.0) {
+            r if r.is_nan() => ratio(31.0 / 32.0),
+            r => r,
+        };
+        let r0 = ratio(0.0);
+        // Equal ends are allowed: a constant schedule (no diffusion) is a
+        // legitimate degenerate case.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
+        if !(r0 >= r1) {
+            return Err(Error::invalid(
+                "FromFlow schedule",
+                format!(
+                    "α/σ must not rise from t = 0 (data) to t = 1 (noise), got α/σ = {r0} at t = 0 \
+                     and {r1} at t = 1 (are α and σ swapped, or the time reversed?)"
+                ),
+            ));
+        }
         Ok(FromFlow {
             alpha,
             sigma,

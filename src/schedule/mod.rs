@@ -19,11 +19,12 @@ mod time_scaled;
 mod transform;
 pub use continuous::{Flow, Ve, VpCosine, VpLinear};
 pub use discrete::{
-    BetaSchedule, Discrete, DiscreteConfig, EULER_TERMINAL_ALPHA_CUMPROD, Precision,
-    ZeroSnrTerminal,
+    BetaSchedule, Discrete, DiscreteConfig, EULER_TERMINAL_ALPHA_CUMPROD, MAX_TRAIN_TIMESTEPS,
+    Precision, ZeroSnrTerminal,
 };
-pub use from_sde::{FromFlow, FromSde, ScalarFn};
+pub use from_sde::{FromFlow, FromSde, SIGMA_EVALUATIONS, ScalarFn};
 pub use time_scaled::{Scaling, TimeScaled};
+pub(crate) use transform::shift;
 pub use transform::{Scaled, Shifted, shift_time, shift_time_derivative, unshift_time};
 
 /// A noise schedule `t ↦ (α_t, σ_t)`.

@@ -78,7 +78,28 @@ impl<S: Schedule> Schedule for Scaled<S> {
 /// The SD3 / Flux time shift `t′ = s t/(1 + (s − 1) t)`, exact at both ends.
 /// `s > 1` moves time towards noise. (Flux's "exponential" dynamic shift is
 /// `s = e^μ`, its "linear" one `s = μ`.)
-pub fn shift_time(t: f64, s: f64) -> f64 {
+///
+/// [`Error::TimeOutOfRange`] unless `t ∈ [0, 1]`, [`Error::InvalidArgument`]
+/// unless `s` is finite and positive (a NaN shift returned NaN).
+pub fn shift_time(t: f64, s: f64) -> Result<f64> {
+    check_shift("shift_time", t, s)?;
+    Ok(shift(t, s))
+}
+
+/// The time and shift checks of [`shift_time`] and [`unshift_time`].
+fn check_shift(what: &str, t: f64, s: f64) -> Result<()> {
+    crate::error::check_time(|| format!("{what} t"), t)?;
+    if !(s.is_finite() && s > 0.0) {
+        return Err(Error::invalid(
+            format!("{what} shift s"),
+            format!("the shift must be finite and positive, got {s}"),
+        ));
+    }
+    Ok(())
+}
+
+/// [`shift_time`] for a checked shift (a [`Shifted`]'s, a validated grid's).
+pub(crate) fn shift(t: f64, s: f64) -> f64 {
     if t == 0.0 || t == 1.0 {
         t
     } else {
@@ -93,7 +114,14 @@ pub fn shift_time_derivative(t: f64, s: f64) -> f64 {
 }
 
 /// The inverse shift: `t = t′/(s − (s − 1) t′)`, i.e. the shift by `1/s`.
-pub fn unshift_time(t_shifted: f64, s: f64) -> f64 {
+/// Errors as [`shift_time`].
+pub fn unshift_time(t_shifted: f64, s: f64) -> Result<f64> {
+    check_shift("unshift_time", t_shifted, s)?;
+    Ok(unshift(t_shifted, s))
+}
+
+/// [`unshift_time`] for a checked shift.
+fn unshift(t_shifted: f64, s: f64) -> f64 {
     if t_shifted == 0.0 || t_shifted == 1.0 {
         t_shifted
     } else {
@@ -136,7 +164,7 @@ impl<S: Schedule> Shifted<S> {
     }
     /// `t′`, the inner schedule's time at `t`.
     pub fn warp(&self, t: f64) -> f64 {
-        shift_time(t, self.s)
+        shift(t, self.s)
     }
 }
 
@@ -163,7 +191,7 @@ impl<S: Schedule> Schedule for Shifted<S> {
         self.inner.d_log_snr(self.warp(t)) * shift_time_derivative(t, self.s)
     }
     fn t_from_log_snr(&self, lambda: f64) -> Result<f64> {
-        Ok(unshift_time(self.inner.t_from_log_snr(lambda)?, self.s))
+        Ok(unshift(self.inner.t_from_log_snr(lambda)?, self.s))
     }
     fn sde_f(&self, t: f64) -> f64 {
         self.inner.sde_f(self.warp(t)) * shift_time_derivative(t, self.s)
@@ -175,6 +203,6 @@ impl<S: Schedule> Schedule for Shifted<S> {
         self.inner.rho(self.warp(t))
     }
     fn t_from_rho(&self, rho: f64) -> Result<f64> {
-        Ok(unshift_time(self.inner.t_from_rho(rho)?, self.s))
+        Ok(unshift(self.inner.t_from_rho(rho)?, self.s))
     }
 }

@@ -49,7 +49,7 @@ impl TestRng {
     /// per-sample scales `2^k`, `k ∈ {−2, …, 2}`, so magnitudes differ
     /// across the batch.
     pub fn tensor(&mut self, shape: Shape, dtype: DType) -> Result<HostTensor> {
-        let mut v = Vec::with_capacity(shape.len()?);
+        let mut v = crate::tensor::host_vec_with_capacity(shape.len()?, "verify inputs")?;
         for _ in 0..shape.batch {
             let scale = 2f64.powi((self.next_u64() % 5) as i32 - 2);
             v.extend((0..shape.dim).map(|_| (scale * self.normal()) as f32));

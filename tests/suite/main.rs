@@ -67,6 +67,8 @@ mod e2e_sampling;
 mod engine_env;
 #[path = "../engine_errors.rs"]
 mod engine_errors;
+#[path = "../errors_named.rs"]
+mod errors_named;
 #[path = "../golden_add_noise.rs"]
 mod golden_add_noise;
 #[path = "../golden_ddim.rs"]
@@ -90,6 +92,8 @@ mod grid_spacing;
 #[cfg(feature = "lab")]
 #[path = "../likelihood_pf_ode.rs"]
 mod likelihood_pf_ode;
+#[path = "../no_panic.rs"]
+mod no_panic;
 #[path = "../param_roundtrip.rs"]
 mod param_roundtrip;
 #[path = "../reference_ops.rs"]

@@ -442,11 +442,7 @@ impl Kernels for CpuBackend {
 
     fn alloc(&self, shape: Shape, dtype: DType) -> Result<Tensor> {
         let n = shape.len()?;
-        let data = match dtype {
-            DType::F32 => HostData::F32(vec![0.0; n]),
-            DType::F16 => HostData::F16(vec![f16::ZERO; n]),
-            DType::BF16 => HostData::BF16(vec![bf16::ZERO; n]),
-        };
+        let data = HostData::filled(n, dtype, 0.0, &format!("a {shape} {dtype} tensor"))?;
         Ok(Tensor {
             shape,
             storage: Storage::Host(data),

@@ -87,6 +87,10 @@ pub fn driver_missing() -> Option<String> {
 /// The CUDA backend.
 #[derive(Debug)]
 pub struct CudaBackend {
+    /// This backend's identity ([`next_owner_id`](super::next_owner_id)),
+    /// stored in every tensor and row table it makes so another engine
+    /// refuses them.
+    id: u64,
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     /// Indexed like [`abi::ENTRY_POINTS`].
@@ -196,6 +200,7 @@ impl CudaBackend {
             ctx.ordinal()
         );
         Ok(CudaBackend {
+            id: super::next_owner_id(),
             ctx,
             stream,
             functions,
@@ -205,6 +210,11 @@ impl CudaBackend {
             scratch: Mutex::new(None),
             capturing: AtomicBool::new(false),
         })
+    }
+
+    /// This backend's identity (see [`Engine`](crate::Engine)'s checks).
+    pub(crate) fn owner_id(&self) -> u64 {
+        self.id
     }
 
     /// The stream every launch goes to.
@@ -499,11 +509,13 @@ macro_rules! cuda_element {
             fn wrap_ref(v: CudaView<'_, Self>) -> CudaRef<'_> {
                 CudaRef {
                     data: RefData::$v(v),
+                    owner: None,
                 }
             }
             fn wrap_mut(v: CudaViewMut<'_, Self>) -> CudaMut<'_> {
                 CudaMut {
                     data: MutData::$v(v),
+                    owner: None,
                 }
             }
         }
@@ -517,6 +529,9 @@ cuda_element!(bf16, BF16);
 #[derive(Debug)]
 pub struct CudaRef<'a> {
     data: RefData<'a>,
+    /// The engine that allocated it, `None` for a caller's own memory
+    /// (checked by its context instead).
+    pub(crate) owner: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -540,6 +555,8 @@ impl CudaRef<'_> {
 #[derive(Debug)]
 pub struct CudaMut<'a> {
     data: MutData<'a>,
+    /// As [`CudaRef`]'s.
+    pub(crate) owner: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -565,6 +582,8 @@ impl CudaMut<'_> {
 pub struct CudaBuffer {
     data: BufData,
     len: usize,
+    /// Id of the engine that allocated it.
+    owner: u64,
 }
 
 #[derive(Debug)]
@@ -589,7 +608,10 @@ impl CudaBuffer {
             BufData::F16(s) => RefData::F16(s.slice(..n)),
             BufData::BF16(s) => RefData::BF16(s.slice(..n)),
         };
-        CudaRef { data }
+        CudaRef {
+            data,
+            owner: Some(self.owner),
+        }
     }
     pub(crate) fn as_mut(&mut self) -> CudaMut<'_> {
         let n = self.len;
@@ -598,7 +620,10 @@ impl CudaBuffer {
             BufData::F16(s) => MutData::F16(s.slice_mut(..n)),
             BufData::BF16(s) => MutData::BF16(s.slice_mut(..n)),
         };
-        CudaMut { data }
+        CudaMut {
+            data,
+            owner: Some(self.owner),
+        }
     }
 }
 
@@ -609,6 +634,8 @@ pub struct CudaRows {
     /// The owning context (a `CUcontext` as an address), to refuse a table
     /// from another engine's context.
     ctx: usize,
+    /// Id of the engine that uploaded it.
+    pub(crate) owner: u64,
 }
 
 fn upload_slice<T: DeviceRepr + cudarc::driver::ValidAsZeroBits>(
@@ -645,7 +672,11 @@ impl Kernels for CudaBackend {
         .map_err(|e| device_err("allocation", e))?;
         Ok(Tensor {
             shape,
-            storage: Storage::Cuda(CudaBuffer { data, len }),
+            storage: Storage::Cuda(CudaBuffer {
+                data,
+                len,
+                owner: self.id,
+            }),
         })
     }
 
@@ -663,6 +694,7 @@ impl Kernels for CudaBackend {
             storage: Storage::Cuda(CudaBuffer {
                 data,
                 len: src.data().len(),
+                owner: self.id,
             }),
         })
     }
@@ -701,6 +733,7 @@ impl Kernels for CudaBackend {
             device: RowDevice::Cuda(CudaRows {
                 buf,
                 ctx: self.ctx.cu_ctx() as usize,
+                owner: self.id,
             }),
         })
     }
@@ -815,7 +848,8 @@ impl Kernels for CudaBackend {
                 .record_event(flags)
                 .map_err(|e| device_err(what, e))
         };
-        let mut events = Vec::with_capacity(reps);
+        let mut events =
+            crate::tensor::host_vec_with_capacity(reps, "the timings of the repetitions")?;
         for _ in 0..reps {
             let start = record("timing event")?;
             launch()?;

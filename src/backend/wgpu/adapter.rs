@@ -66,12 +66,19 @@ pub(crate) fn describe(info: &wgpu::AdapterInfo, f16: bool, timestamps: bool) ->
         .collect::<Vec<_>>()
         .join(" ");
     format!(
-        "{} ({:?}, {:?}{}, driver {}; f16 storage {}, timestamps {})",
+        "{} ({:?}, {:?}{}{}, driver {}; f16 storage {}, timestamps {})",
         info.name,
         info.backend,
         info.device_type,
         if is_software(info) {
             ", software adapter"
+        } else {
+            ""
+        },
+        // Native APIs rank first (`rank`), so a GL adapter means none of
+        // them opened: said here, since GL usually also lacks f16.
+        if info.backend == wgpu::Backend::Gl {
+            ", OpenGL fallback: no Vulkan/Metal/DX12 adapter opened"
         } else {
             ""
         },
@@ -206,6 +213,7 @@ pub(crate) fn wrap(
     }
     Ok(WgpuBackend {
         inner: Box::new(Inner {
+            id: super::super::next_owner_id(),
             device,
             queue,
             info,
@@ -263,4 +271,37 @@ pub(crate) fn wait(b: &WgpuBackend) -> Result<()> {
         .poll(wgpu::PollType::wait_indefinitely())
         .map_err(|e| b.device_error(format!("waiting for the device: {e}")))?;
     check_alive(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(backend: wgpu::Backend) -> wgpu::AdapterInfo {
+        wgpu::AdapterInfo {
+            name: "llvmpipe".into(),
+            vendor: 0,
+            device: 0,
+            device_type: wgpu::DeviceType::Cpu,
+            device_pci_bus_id: String::new(),
+            driver: "mesa".into(),
+            driver_info: String::new(),
+            backend,
+            subgroup_min_size: 1,
+            subgroup_max_size: 1,
+            transient_saves_memory: None,
+            limit_bucket: None,
+        }
+    }
+
+    /// `Engine::wgpu()` may fall back to a GL adapter without f16: the
+    /// description (what `gaussflow info` prints) says so.
+    #[test]
+    fn a_gl_fallback_is_named_in_the_description() {
+        let d = describe(&info(wgpu::Backend::Gl), false, false);
+        assert!(d.contains("OpenGL fallback"), "{d}");
+        assert!(d.contains("f16 storage no"), "{d}");
+        let d = describe(&info(wgpu::Backend::Vulkan), true, true);
+        assert!(!d.contains("fallback"), "{d}");
+    }
 }

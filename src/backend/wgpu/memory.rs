@@ -30,6 +30,9 @@ pub struct WgpuRef<'a> {
     pub(crate) buffer: &'a wgpu::Buffer,
     pub(crate) offset: u64,
     pub(crate) dtype: DType,
+    /// The engine that made the buffer ([`WgpuBackend`]'s id), `None` for
+    /// a caller's own buffer (wgpu itself checks that one's device).
+    pub(crate) owner: Option<u64>,
 }
 
 impl<'a> WgpuRef<'a> {
@@ -78,6 +81,7 @@ impl<'a> WgpuRef<'a> {
             buffer,
             offset,
             dtype,
+            owner: None,
         })
     }
 
@@ -101,6 +105,8 @@ impl<'a> WgpuRef<'a> {
 pub struct WgpuBuffer {
     buffer: wgpu::Buffer,
     dtype: DType,
+    /// Id of the engine that allocated it.
+    owner: u64,
 }
 
 impl WgpuBuffer {
@@ -113,6 +119,7 @@ impl WgpuBuffer {
             buffer: &self.buffer,
             offset: 0,
             dtype: self.dtype,
+            owner: Some(self.owner),
         }
     }
 
@@ -127,6 +134,8 @@ impl WgpuBuffer {
 #[derive(Debug)]
 pub struct WgpuRows {
     pub(crate) buffer: wgpu::Buffer,
+    /// Id of the engine that uploaded it.
+    pub(crate) owner: u64,
 }
 
 /// The bytes of host data, as stored on the device.
@@ -172,7 +181,11 @@ pub(crate) fn alloc(b: &WgpuBackend, shape: Shape, dtype: DType) -> Result<Tenso
     })?;
     Ok(Tensor {
         shape,
-        storage: Storage::Wgpu(WgpuBuffer { buffer, dtype }),
+        storage: Storage::Wgpu(WgpuBuffer {
+            buffer,
+            dtype,
+            owner: b.id,
+        }),
     })
 }
 
@@ -217,6 +230,7 @@ pub(crate) fn upload(b: &WgpuBackend, src: &HostTensor) -> Result<Tensor> {
         storage: Storage::Wgpu(WgpuBuffer {
             buffer,
             dtype: src.dtype(),
+            owner: b.id,
         }),
     })
 }
@@ -345,7 +359,10 @@ pub(crate) fn upload_rows<R: Row>(b: &WgpuBackend, rows: &[R]) -> Result<RowTabl
     let buffer = rows_buffer(b, rows)?;
     Ok(RowTable {
         host: rows.to_vec(),
-        device: RowDevice::Wgpu(WgpuRows { buffer }),
+        device: RowDevice::Wgpu(WgpuRows {
+            buffer,
+            owner: b.id,
+        }),
     })
 }
 

@@ -136,6 +136,10 @@ impl std::ops::Deref for WgpuBackend {
 /// stays small).
 #[derive(Debug)]
 pub struct Inner {
+    /// This backend's identity ([`next_owner_id`](super::next_owner_id)):
+    /// stored in every tensor and row table it makes, so another engine
+    /// refuses them (a buffer of another device reads as zeros here).
+    id: u64,
     device: wgpu::Device,
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
@@ -178,6 +182,11 @@ impl WgpuBackend {
         &self.device
     }
 
+    /// This backend's identity (see [`Engine`](crate::Engine)'s checks).
+    pub(crate) fn owner_id(&self) -> u64 {
+        self.id
+    }
+
     /// The queue every launch is submitted to.
     pub fn queue(&self) -> &wgpu::Queue {
         &self.queue
@@ -213,7 +222,12 @@ impl WgpuBackend {
             });
         }
         self.timing.begin()?;
+        let mut guard = timing::RegionGuard {
+            recorder: &self.timing,
+            armed: true,
+        };
         let out = f();
+        guard.armed = false;
         let time = self.timing.end(self);
         Ok((out?, time?))
     }
@@ -300,7 +314,8 @@ impl Kernels for WgpuBackend {
         if !self.timestamps {
             return super::timing::wall_clock(reps, launch, || self.synchronize());
         }
-        let mut samples = Vec::with_capacity(reps);
+        let mut samples =
+            crate::tensor::host_vec_with_capacity(reps, "the timings of the repetitions")?;
         for _ in 0..reps {
             samples.push(self.time_on_device(&mut *launch)?.1);
         }

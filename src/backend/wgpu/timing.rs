@@ -26,7 +26,7 @@ pub(crate) struct Recorder {
 
 impl Recorder {
     pub(crate) fn begin(&self) -> Result<()> {
-        let mut open = self.open.lock().map_err(|_| poisoned())?;
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if open.is_some() {
             return Err(crate::error::Error::invalid(
                 "time_on_device",
@@ -37,12 +37,20 @@ impl Recorder {
         Ok(())
     }
 
+    /// Drops the open region unread: what a region left by a panic inside
+    /// it becomes, so the next region can begin (a poisoned lock is taken
+    /// over, since the state it guards is replaced whole).
+    pub(crate) fn abandon(&self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        *open = None;
+    }
+
     /// Closes the region: waits for its passes and sums their durations.
     pub(crate) fn end(&self, b: &WgpuBackend) -> Result<Duration> {
         let passes = self
             .open
             .lock()
-            .map_err(|_| poisoned())?
+            .unwrap_or_else(|p| p.into_inner())
             .take()
             .unwrap_or_default();
         let period = b.queue.get_timestamp_period() as f64;
@@ -100,9 +108,18 @@ impl Recorder {
     }
 }
 
-fn poisoned() -> crate::error::Error {
-    crate::error::Error::Device {
-        backend: crate::backend::BackendKind::Wgpu,
-        message: "timing state poisoned by an earlier panic".into(),
+/// Abandons the region it guards when dropped before being disarmed: a
+/// panic that unwinds out of a timed closure must not leave the region open
+/// (every later region would then fail with "timed regions do not nest").
+pub(crate) struct RegionGuard<'a> {
+    pub(crate) recorder: &'a Recorder,
+    pub(crate) armed: bool,
+}
+
+impl Drop for RegionGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.recorder.abandon();
+        }
     }
 }

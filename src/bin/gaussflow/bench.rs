@@ -59,6 +59,15 @@ fn kinds(explicit: &[BackendKind]) -> Result<Vec<BackendKind>, gaussflow::Error>
 }
 
 pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    // A size of 0 checks (or times) nothing: refused up front rather than
+    // reported as a failure (verify) or as NaN rates (bench).
+    if args.sizes.contains(&0) {
+        return Err(gaussflow::Error::invalid(
+            "--sizes",
+            "0 elements per sample checks nothing; every size must be at least 1",
+        )
+        .into());
+    }
     let mut cfg = BenchConfig {
         sizes: args.sizes.clone(),
         dtypes: args.dtypes.clone(),

@@ -64,7 +64,13 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Res<ExitCode> {
-    std::fs::create_dir_all(&args.out)?;
+    // io::Error names no path: say which directory or file failed.
+    std::fs::create_dir_all(&args.out).map_err(|e| {
+        format!(
+            "cannot create the --out directory {}: {e}",
+            args.out.display()
+        )
+    })?;
     let figs: [(&str, Draw); 4] = [
         ("trajectories_scaled.svg", trajectories_scaled),
         ("vp_vs_flow_paths.svg", vp_vs_flow_paths),
@@ -73,7 +79,7 @@ pub fn run(args: &Args) -> Res<ExitCode> {
     ];
     for (name, draw) in figs {
         let path = args.out.join(name);
-        draw(&path)?;
+        draw(&path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         outln!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -11,8 +11,9 @@ use crate::out::outln;
 /// Options of `verify`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Backends to verify (repeatable). Default: every backend that starts
-    /// here; a backend named explicitly that does not start is a failure.
+    /// Backends to verify (repeatable). Default: the one `GAUSSFLOW_BACKEND`
+    /// names if set, else every backend that starts here; a backend named
+    /// (either way) that does not start is a failure.
     #[arg(long = "backend", value_name = "cpu|wgpu|cuda")]
     pub backends: Vec<BackendKind>,
     /// Elements per sample to check (comma-separated).
@@ -43,9 +44,23 @@ impl Default for Args {
 }
 
 pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    // A size of 0 checks (or times) nothing: refused up front rather than
+    // reported as a failure (verify) or as NaN rates (bench).
+    if args.sizes.contains(&0) {
+        return Err(gaussflow::Error::invalid(
+            "--sizes",
+            "0 elements per sample checks nothing; every size must be at least 1",
+        )
+        .into());
+    }
     let explicit = !args.backends.is_empty();
     let kinds: Vec<BackendKind> = if explicit {
         args.backends.clone()
+    } else if let Some(kind) = Engine::env_choice()? {
+        // GAUSSFLOW_BACKEND names the backend to verify: it must run (a
+        // backend that does not start is a failure), never be replaced by
+        // the others that happen to start here.
+        vec![kind]
     } else {
         // Every backend that answers, software wgpu adapters included.
         Engine::probe_all()

@@ -127,7 +127,16 @@ pub(crate) const TMP: [usize; 4] = [6, 7, 8, 9];
 impl<'e> Workload<'e> {
     /// Allocates and fills the tensors of `op` on `engine` for `n` elements
     /// (shape [`shape_for`]`(n)`) of `dtype`.
+    /// A size of 0 is refused
+    /// ([`Error::InvalidArgument`](crate::Error::InvalidArgument)): there is nothing
+    /// to time, and its rates would be NaN.
     pub fn new(engine: &'e Engine, op: BenchOp, n: usize, dtype: DType) -> Result<Self> {
+        if n == 0 {
+            return Err(crate::error::Error::invalid(
+                "bench size",
+                "0 elements: nothing to time (every size must be at least 1)",
+            ));
+        }
         let shape = shape_for(n);
         let sc = Scalars::new()?;
         let mut v = Vec::new();
