@@ -1,8 +1,10 @@
 //! The README's "Coming from diffusers / k-diffusion" snippets, compiled and
-//! run (with a stand-in model) so they cannot rot. Each is the recipe the
-//! golden replays use (`golden_ddim.rs`, `golden_recipes.rs`,
+//! run (with a stand-in model) so they cannot rot, and checked to be the
+//! README's own text (`snippets_are_the_readme_text`). Each is the recipe
+//! the golden replays use (`golden_ddim.rs`, `golden_recipes.rs`,
 //! `golden_flow_match.rs`, `golden_kdiffusion.rs`); the replays check the
-//! numbers, these check that the snippets as printed work.
+//! numbers against diffusers and k-diffusion, these that the snippets as
+//! printed build and run.
 
 use crate::golden;
 
@@ -75,6 +77,12 @@ fn readme_euler() -> gaussflow::Result<()> {
     let latents = zeros(&engine, shape)?;
     let unet = |_z: &Tensor, _timestep: f64| zeros(&engine, shape);
 
+    // The README's commented alternative (use_karras_sigmas=True), compiled:
+    let sd = DiscreteConfig::new(BetaSchedule::scaled_linear())
+        .precision(Precision::Diffusers)
+        .build()?;
+    let _karras = euler_karras_grid(&sd, 30, Spacing::Linspace, 0, FinalSigma::Zero)?;
+
     // --- README snippet: EulerDiscreteScheduler ---
     // EulerDiscreteScheduler(SD config, timestep_spacing="linspace"); set_timesteps(30)
     let schedule = DiscreteConfig::new(BetaSchedule::scaled_linear())
@@ -82,8 +90,6 @@ fn readme_euler() -> gaussflow::Result<()> {
         .terminal(ZeroSnrTerminal::EulerClamp) // Euler's ᾱ = 2⁻²⁴ (only with .zero_snr(true))
         .build()?;
     let grid = euler_grid(&schedule, 30, Spacing::Linspace, 0, FinalSigma::Zero)?;
-    // use_karras_sigmas=True:
-    let _karras = euler_karras_grid(&schedule, 30, Spacing::Linspace, 0, FinalSigma::Zero)?;
     let timesteps = grid.model_timesteps.clone().unwrap_or_default(); // diffusers' float32 timesteps
     let euler = Ddim::new(
         schedule,
@@ -115,6 +121,12 @@ fn readme_dpm_solver() -> gaussflow::Result<()> {
     let latents = zeros(&engine, shape)?;
     let unet = |_z: &Tensor, _timestep: f64| zeros(&engine, shape);
 
+    // The README's commented alternative (use_karras_sigmas=True), compiled:
+    let sd = DiscreteConfig::new(BetaSchedule::scaled_linear())
+        .precision(Precision::Diffusers)
+        .build()?;
+    let _karras = dpm_solver_karras_grid(&sd, 20, true, FinalSigma::Zero)?;
+
     // --- README snippet: DPMSolverMultistepScheduler ---
     // DPMSolverMultistepScheduler(SD config; defaults: dpmsolver++, solver_order=2,
     //   lower_order_final=True, final_sigmas_type="zero"); set_timesteps(20)
@@ -122,8 +134,6 @@ fn readme_dpm_solver() -> gaussflow::Result<()> {
         .precision(Precision::Diffusers)
         .build()?;
     let grid = dpm_solver_grid(1000, 20, Spacing::Linspace, 0, FinalSigma::Zero)?;
-    // use_karras_sigmas=True (round = false for squaredcos_cap_v2 betas):
-    let _karras = dpm_solver_karras_grid(&schedule, 20, true, FinalSigma::Zero)?;
     let timesteps = grid.model_timesteps.clone().unwrap_or_default(); // integers
     let dpm = DpmSolverPP2M::new(
         schedule,
@@ -158,13 +168,12 @@ fn readme_flow_match() -> gaussflow::Result<()> {
     // SD3: FlowMatchEulerDiscreteScheduler(shift=3.0); set_timesteps(28)
     let grid = FlowMatch::with_shift(3.0).grid(28)?;
     // Flux: use_dynamic_shifting=True, set_timesteps(sigmas=np.linspace(1, 1/n, n), mu=mu)
-    let n = 28;
     let mu = flux_mu(4096.0, 256.0, 4096.0, 0.5, 1.15); // calculate_shift(image_seq_len)
     let flux = FlowMatch {
         shift: FlowShift::Exponential { mu },
         ..FlowMatch::default()
     };
-    let _flux_grid = flux.grid_from_sigmas(&numpy_linspace(1.0, 1.0 / n as f64, n))?;
+    let flux_grid = flux.grid_from_sigmas(&numpy_linspace(1.0, 1.0 / 28.0, 28))?;
     // The schedule is the *unshifted* Flow: the shift lives in the grid.
     let sampler = FlowEuler::new(Flow, Prediction::Velocity, Steps::from_grid(&grid.t)?);
     let timesteps = grid.model_timesteps.clone().unwrap_or_default(); // 1000 σ, float32
@@ -175,7 +184,9 @@ fn readme_flow_match() -> gaussflow::Result<()> {
     })?;
     // --- end ---
     assert!(finite(&engine, &latents));
+    assert_eq!(flux_grid.t.len(), 29, "28 steps and the final 0");
     // The snippet's Flux sigmas are the ones the golden passed.
+    let n = 28;
     let g = golden::load("flow_match.json");
     let want = g
         .case("flow_dynamic_exponential_mu_seq4096_28")
@@ -218,6 +229,8 @@ fn readme_kdiffusion() -> gaussflow::Result<()> {
     )?; // sample_euler_ancestral(eta=1)
     let heun = Heun::new(Flow, Prediction::X, steps.clone()); // sample_heun
     let dpmpp = DpmSolverPP2M::new(Flow, Prediction::X, steps, DpmppOptions::k_diffusion()); // sample_dpmpp_2m
+    // --- end ---
+    // Run through every sampler the snippet built, as a k-diffusion loop would.
     // k-diffusion's state is x = z/α: start from z = α(t₀) x_T, call D on z/α
     // at σ = ρ(t); at t = 0, α = 1 and z is k-diffusion's result.
     let a0 = Flow.alpha(grid.t[0]);
@@ -266,7 +279,57 @@ fn readme_kdiffusion() -> gaussflow::Result<()> {
         RunNoise::Supplied(&mut noise_sampler),
         model,
     )?;
-    // --- end ---
     assert!(finite(&engine, &x0));
     Ok(())
+}
+
+/// The snippets above are the README's own text: each `// --- README
+/// snippet: NAME ---` block here equals the README's ```` ```rust,ignore ````
+/// block under its `**NAME**` heading, token for token (whitespace,
+/// comments and rustfmt's trailing commas aside). A recipe edited in one
+/// place and not the other fails here.
+#[test]
+fn snippets_are_the_readme_text() {
+    fn normalize(code: &str) -> String {
+        let mut out = String::new();
+        for line in code.lines() {
+            let line = match line.find("//") {
+                Some(i) => &line[..i],
+                None => line,
+            };
+            out.extend(line.chars().filter(|c| !c.is_whitespace()));
+        }
+        out.replace(",)", ")").replace(",]", "]").replace(",}", "}")
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let here = std::fs::read_to_string(root.join("tests/golden_readme.rs")).unwrap();
+    let mut checked = 0;
+    for part in here.split("// --- README snippet: ").skip(1) {
+        let (name, rest) = part.split_once(" ---").unwrap();
+        if name.starts_with('"') {
+            continue; // this test's own text
+        }
+        let body = rest.split("// --- end ---").next().unwrap();
+        let heading = if name == "k-diffusion" {
+            "**k-diffusion**".to_string()
+        } else {
+            format!("**`{name}`**")
+        };
+        let at = readme
+            .find(&heading)
+            .unwrap_or_else(|| panic!("README has no heading {heading}"));
+        let block = readme[at..]
+            .split("```rust,ignore\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .unwrap_or_else(|| panic!("no rust block under {heading}"));
+        assert_eq!(
+            normalize(body),
+            normalize(block),
+            "README snippet {name} differs from the one this file runs"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 5, "five README recipes");
 }
