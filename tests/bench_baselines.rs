@@ -2,6 +2,10 @@
 //! CPU engine, in f32, each baseline whose scalars are the fused op's own
 //! (the deterministic steps and the loss with a stored target) leaves the
 //! same result as the fused launch, to f32 rounding of its extra passes.
+//! The loss baseline is PyTorch-eager arithmetic on the CPU (squared
+//! difference, weighted mean, backward kernel as host loops), so its
+//! gradient and losses are checked against the fused kernel's, not against
+//! the kernel itself.
 
 use gaussflow::Engine;
 use gaussflow::lab::bench::{BenchOp, Workload};
@@ -32,8 +36,15 @@ fn unfused_baselines_compute_the_fused_result() {
             let mut w = Workload::new(&engine, op, n, DType::F32).unwrap();
             w.fused().unwrap();
             let fused = w.outputs().unwrap();
+            let fused_loss = w.losses().unwrap();
             assert!(w.unfused().unwrap());
             let unfused = w.outputs().unwrap();
+            if op == BenchOp::LossRead {
+                // The eager arithmetic (mse, mean·w, backward: host loops on
+                // the CPU), not the loss kernel: the same per-sample losses.
+                let err = max_rel(&w.losses().unwrap(), &fused_loss);
+                assert!(err < 1e-5, "loss n={n}: relative error {err:e}");
+            }
             // DPM-Solver++(2M) writes x̂ too; the others only output 0.
             let outs = if op == BenchOp::DpmSolver2M { 2 } else { 1 };
             for k in 0..outs {

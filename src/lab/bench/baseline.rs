@@ -190,9 +190,15 @@ fn add_noise_and_velocity(w: &mut Workload<'_>) -> Result<()> {
 }
 
 /// The three passes of the min-SNR-weighted MSE and its gradient (see
-/// [`run`]) on prediction `IN0` and target `target`.
+/// [`run`]) on prediction `IN0` and target `target`: on the CPU backend the
+/// eager arithmetic itself ([`Workload::eager_loss`]); on a GPU backend,
+/// where gaussflow has no elementwise square or reduction kernel to stand
+/// for ATen's, loss launches with the same reads and writes.
 fn loss_passes(w: &mut Workload<'_>, target: usize) -> Result<()> {
     let [_, _, _, t3] = TMP;
+    if w.eager_loss(IN0, target, t3, OUT0)? {
+        return Ok(());
+    }
     w.loss_pass(IN0, target, Some(t3))?; // (pred − target)², written
     w.loss_pass(t3, t3, None)?; // .mean(dim): reads it once
     w.loss_pass(IN0, target, Some(OUT0)) // backward: grad written

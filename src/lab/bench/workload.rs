@@ -250,6 +250,11 @@ impl<'e> Workload<'e> {
         ])
     }
 
+    /// The per-sample loss output of the last loss op (fused or baseline).
+    pub fn losses(&self) -> Result<Vec<f32>> {
+        Ok(self.engine.download(&self.loss_out.view())?.to_f32_vec())
+    }
+
     /// Runs the unfused baseline once (see `src/bench/baseline.rs`);
     /// `false` if the op has none.
     pub fn unfused(&mut self) -> Result<bool> {
@@ -463,6 +468,90 @@ impl<'e> Workload<'e> {
             Some(g) => self.t.write(g, |t, gt| launch(t, Some(gt))),
             None => launch(&self.t, None),
         }
+    }
+}
+
+impl Workload<'_> {
+    /// PyTorch-eager loss arithmetic on the CPU backend, three kernels as
+    /// ATen runs them (each a pass over memory on the engine's threads):
+    ///
+    /// 1. `F.mse_loss(pred, target, reduction="none")`: `sq = (pred − target)²`
+    ///    into `sq` (reads two tensors, writes one);
+    /// 2. `.mean(dim=…) * weights`: `l_b = w_b · mean_d sq` into the loss
+    ///    output (reads one tensor);
+    /// 3. `mse_loss_backward`: `grad = 2 w_b (pred − target) / D` into
+    ///    `grad` (reads two, writes one).
+    ///
+    /// In the storage type's values widened to f32, as ATen's CPU kernels
+    /// compute half types. Returns `false` (nothing run) on another backend,
+    /// whose eager baseline keeps loss launches of the same traffic.
+    pub(crate) fn eager_loss(
+        &mut self,
+        pred: usize,
+        target: usize,
+        sq: usize,
+        grad: usize,
+    ) -> Result<bool> {
+        use rayon::prelude::*;
+        if self.engine.kind() != crate::backend::BackendKind::Cpu {
+            return Ok(false);
+        }
+        let d = self.shape.dim;
+        let weights: Vec<f32> = self.loss_rows.iter().map(|r| r.weight).collect();
+        let widen = |t: &Tensor| -> Result<Vec<f32>> {
+            use crate::tensor::HostSlice;
+            Ok(match t.host_slice()? {
+                HostSlice::F32(v) => v.to_vec(),
+                HostSlice::F16(v) => v.par_iter().map(|x| x.to_f32()).collect(),
+                HostSlice::BF16(v) => v.par_iter().map(|x| x.to_f32()).collect(),
+            })
+        };
+        let narrow = |t: &mut Tensor, v: &[f32]| -> Result<()> {
+            use crate::tensor::HostSliceMut;
+            match t.host_slice_mut()? {
+                HostSliceMut::F32(o) => o.par_iter_mut().zip(v).for_each(|(o, &x)| *o = x),
+                HostSliceMut::F16(o) => o
+                    .par_iter_mut()
+                    .zip(v)
+                    .for_each(|(o, &x)| *o = half::f16::from_f32(x)),
+                HostSliceMut::BF16(o) => o
+                    .par_iter_mut()
+                    .zip(v)
+                    .for_each(|(o, &x)| *o = half::bf16::from_f32(x)),
+            }
+            Ok(())
+        };
+        let (p, q) = (widen(self.t.get(pred))?, widen(self.t.get(target))?);
+        // 1. (pred − target)²
+        let diff_sq: Vec<f32> = p
+            .par_iter()
+            .zip(&q)
+            .map(|(a, b)| (a - b) * (a - b))
+            .collect();
+        self.t.write(sq, |_, t| narrow(t, &diff_sq))?;
+        // 2. the per-sample mean, weighted
+        let stored = widen(self.t.get(sq))?;
+        let losses: Vec<f32> = stored
+            .par_chunks(d.max(1))
+            .zip(&weights)
+            .map(|(row, &w)| w * (row.iter().map(|&v| f64::from(v)).sum::<f64>() / d as f64) as f32)
+            .collect();
+        match self.loss_out.host_slice_mut()? {
+            crate::tensor::HostSliceMut::F32(o) => o.copy_from_slice(&losses),
+            _ => unreachable!("the loss output is f32"),
+        }
+        // 3. the backward kernel
+        let g: Vec<f32> = p
+            .par_chunks(d.max(1))
+            .zip(q.par_chunks(d.max(1)))
+            .zip(&weights)
+            .flat_map_iter(|((a, b), &w)| {
+                let k = 2.0 * w / d as f32;
+                a.iter().zip(b).map(move |(x, y)| k * (x - y))
+            })
+            .collect();
+        self.t.write(grad, |_, t| narrow(t, &g))?;
+        Ok(true)
     }
 }
 
