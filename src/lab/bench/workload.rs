@@ -128,7 +128,12 @@ impl<'e> Workload<'e> {
     /// Allocates and fills the tensors of `op` on `engine` for `n` elements
     /// (shape [`shape_for`]`(n)`) of `dtype`.
     pub fn new(engine: &'e Engine, op: BenchOp, n: usize, dtype: DType) -> Result<Self> {
-        let shape = shape_for(n);
+        Self::with_shape(engine, op, shape_for(n), dtype)
+    }
+
+    /// [`Workload::new`] on an explicit `[B, D]` (e.g. the small-D shapes
+    /// of issue 14: `B = 4096 × D = 2`, `B = 256 × D = 64`).
+    pub fn with_shape(engine: &'e Engine, op: BenchOp, shape: Shape, dtype: DType) -> Result<Self> {
         let sc = Scalars::new()?;
         let mut v = Vec::new();
         for i in 0..10 {
