@@ -8,14 +8,15 @@
 //! perf stat -e instructions,cycles target/release/deps/profile-<hash> noise/philox f32 16777216 20
 //! ```
 //!
-//! Arguments: op (as `gaussflow bench` names it), dtype, elements, repetitions,
+//! Arguments: op (as `gaussflow bench` names it), dtype, elements (or an
+//! explicit shape `BxD`, e.g. `4096x2` for the small-D shapes), repetitions,
 //! and what to run: `fused` (default), `unfused`, `gen` (generate, then
 //! combine) or `copy` (the copy ceiling of the same bytes). Prints the
 //! elements processed so per-element counts can be derived. The CPU SIMD
 //! path is chosen as usual (`GAUSSFLOW_CPU_SIMD=portable` forces the other).
 
-use gaussflow::lab::bench::{BenchOp, CopyCeiling, Workload};
-use gaussflow::{DType, Engine};
+use gaussflow::lab::bench::{BenchOp, CopyCeiling, Workload, shape_for};
+use gaussflow::{DType, Engine, Shape};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `cargo bench` appends `--bench`.
@@ -24,16 +25,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|a| a != "--bench")
         .collect();
     if args.is_empty() {
-        eprintln!("usage: profile <op> <dtype> <elements> <reps> [fused|unfused|gen|copy]");
+        eprintln!("usage: profile <op> <dtype> <elements|BxD> <reps> [fused|unfused|gen|copy]");
         return Ok(());
     }
     let op: BenchOp = args[0].parse()?;
     let dtype: DType = args.get(1).map_or(Ok(DType::F32), |s| s.parse())?;
-    let n: usize = args.get(2).map_or(Ok(1 << 20), |s| s.parse())?;
+    let shape = match args.get(2).map(|s| s.split_once('x')) {
+        None => shape_for(1 << 20),
+        Some(Some((b, d))) => Shape::new(b.parse()?, d.parse()?),
+        Some(None) => shape_for(args[2].parse()?),
+    };
     let reps: usize = args.get(3).map_or(Ok(10), |s| s.parse())?;
     let what = args.get(4).map_or("fused", String::as_str);
     let engine = Engine::auto()?;
-    let mut w = Workload::new(&engine, op, n, dtype)?;
+    let mut w = Workload::with_shape(&engine, op, shape, dtype)?;
     let mut copy = CopyCeiling::new(&engine, dtype, w.bytes())?;
     for _ in 0..reps {
         match what {
@@ -50,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     engine.synchronize()?;
     println!(
-        "{} {op} {dtype} n={} reps={reps} {what}: {} element-passes, {} bytes per rep (fused minimum)",
+        "{} {op} {dtype} {shape} n={} reps={reps} {what}: {} element-passes, {} bytes per rep (fused minimum)",
         engine.describe(),
         w.n(),
         w.n() * reps,

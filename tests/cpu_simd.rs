@@ -1,11 +1,14 @@
-//! The CPU backend's SIMD (AVX2 + FMA + F16C) and portable paths compute
-//! the same bits: every kernel variant, every storage type, awkward sizes
-//! (ragged vector tails, chunks that start mid-Philox-block, samples that
-//! straddle chunks), outputs poisoned with NaN first. Also: the in-kernel
-//! Philox normals on both paths equal the scalar `NoiseKey::normal`.
+//! The CPU backend's SIMD paths (AVX-512, AVX2 + FMA + F16C) and the
+//! portable path compute the same bits: every kernel variant, every
+//! storage type, awkward sizes (ragged vector tails, chunks that start
+//! mid-Philox-block, samples that straddle chunks), outputs poisoned with
+//! NaN first. Also: the in-kernel Philox normals on every path equal the
+//! scalar `NoiseKey::normal`.
 //!
-//! Skipped (with a line on stderr) where the processor lacks AVX2; the
-//! portable path is still checked against the scalar RNG there.
+//! The portable path runs the sixteen-lane generator of the AVX-512 path as
+//! two eight-lane halves, so its layout is checked against the scalar RNG on
+//! every processor. A SIMD path the processor lacks is skipped with a line
+//! on stderr (`skipped: no AVX-512`).
 
 use gaussflow::backend::cpu::{CpuOptions, SimdChoice};
 use gaussflow::rows::{LossRow, NO_CLIP, NoiseRow, StepRow};
@@ -79,21 +82,30 @@ fn explicit_ids(batch: usize) -> HostIds {
     HostIds::Explicit((0..batch as u32).map(|b| 1000 + 7 * b).collect())
 }
 
-/// Runs `f` on both engines and compares what it returns.
+/// The SIMD paths this processor has.
+fn simd_engines() -> Vec<Engine> {
+    [SimdChoice::Avx2, SimdChoice::Avx512]
+        .into_iter()
+        .filter_map(engine)
+        .collect()
+}
+
+/// Runs `f` on the portable engine and on every SIMD engine present and
+/// compares what they return.
 fn both(f: impl Fn(&Engine) -> Vec<(String, HostTensor)>) {
-    let Some(simd) = engine(SimdChoice::Avx2) else {
-        return;
-    };
-    let (a, b) = (f(&portable()), f(&simd));
-    for ((name, x), (_, y)) in a.iter().zip(&b) {
-        assert_same(name, x, y);
+    let a = f(&portable());
+    for simd in simd_engines() {
+        let b = f(&simd);
+        for ((name, x), (_, y)) in a.iter().zip(&b) {
+            assert_same(&format!("{name} ({})", simd.describe()), x, y);
+        }
     }
 }
 
 #[test]
-fn philox_normals_equal_the_scalar_rng_on_both_paths() {
+fn philox_normals_equal_the_scalar_rng_on_every_path() {
     let mut engines = vec![portable()];
-    engines.extend(engine(SimdChoice::Avx2));
+    engines.extend(simd_engines());
     for e in &engines {
         for shape in SHAPES {
             for ids in [HostIds::Offset(5), explicit_ids(shape.batch)] {
@@ -282,6 +294,75 @@ fn loss_kernels_agree() {
             }
         }
     }
+}
+
+/// Portable, AVX2 and AVX-512 give the same normals, and the same noise
+/// and loss outputs, on dims 1, 7, 15, 17, 1023 and 16385; at B = 65 ×
+/// 16385 the parallel chunks (16384 elements) start at elements 16384,
+/// 16383, … 16321 of samples: every offset modulo the 64-normal group, so
+/// every ragged head and tail of the generator.
+#[test]
+fn every_path_agrees_on_awkward_sizes_and_every_chunk_offset() {
+    let shapes = [
+        Shape::new(1, 1),
+        Shape::new(3, 7),
+        Shape::new(5, 15),
+        Shape::new(2, 17),
+        Shape::new(3, 1023),
+        Shape::new(65, 16385),
+    ];
+    let row = NoiseRow {
+        a: 0.5,
+        b: 1.0,
+        c: -0.25,
+        d: 0.75,
+    };
+    for shape in shapes {
+        let mut rng = TestRng::new(0xa5 ^ shape.len().unwrap() as u64);
+        let x = rng.tensor(shape, DType::F32).unwrap();
+        let pred = rng.tensor(shape, DType::F32).unwrap();
+        let rows: Vec<LossRow> = rng
+            .times(shape.batch)
+            .into_iter()
+            .map(|t| loss_row(t, &mut rng))
+            .collect();
+        let noise = philox(HostIds::Offset(17));
+        both(|e| {
+            let mut z = HostTensor::nan(shape, DType::F32).unwrap();
+            let mut t = HostTensor::nan(shape, DType::F32).unwrap();
+            KernelRunner::noise(e, &x, &[row], &noise, &mut z, Some(&mut t)).unwrap();
+            let target = HostTarget::Rebuild {
+                x: x.clone(),
+                noise: noise.clone(),
+            };
+            let mut loss = vec![f32::NAN; shape.batch];
+            let mut g = HostTensor::nan(shape, DType::F32).unwrap();
+            KernelRunner::loss(e, &pred, &target, &rows, &mut loss, Some(&mut g)).unwrap();
+            let l = HostTensor::from_f32(Shape::new(shape.batch, 1), &loss, DType::F32).unwrap();
+            vec![
+                (format!("noise {shape} z"), z),
+                (format!("noise {shape} target"), t),
+                (format!("loss {shape}"), l),
+                (format!("loss {shape} grad"), g),
+            ]
+        });
+    }
+}
+
+/// The AVX-512 path where the processor has it; a clear line and an
+/// `Unsupported` error (not a panic) where it does not.
+#[test]
+fn avx512_path_runs_where_present() {
+    match Engine::cpu_with(CpuOptions {
+        simd: SimdChoice::Avx512,
+    }) {
+        Ok(e) => assert!(e.describe().contains("AVX-512"), "{}", e.describe()),
+        Err(e) => {
+            assert!(matches!(e, gaussflow::Error::Unsupported { .. }), "{e:?}");
+            eprintln!("skipped: no AVX-512 ({e})");
+        }
+    }
+    assert_eq!("AVX512".parse::<SimdChoice>().unwrap(), SimdChoice::Avx512);
 }
 
 #[test]

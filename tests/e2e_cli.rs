@@ -222,3 +222,92 @@ fn bench_with_a_huge_size_is_an_error_not_an_abort() {
         assert!(!text.contains("panicked"), "{text}");
     }
 }
+/// `info` names the instruction set the CPU kernels use and every one the
+/// processor has, as text and JSON; the bench JSON says which path
+/// produced the CPU figures.
+#[test]
+fn info_and_bench_name_the_cpu_instruction_sets() {
+    let cpu = gaussflow::backend::cpu::CpuBackend::new();
+    let isa = cpu.isa();
+    let out = bin().arg("info").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("cpu isa: "))
+        .unwrap_or_else(|| panic!("no `cpu isa:` line in\n{text}"));
+    assert!(
+        line.ends_with(&format!("kernels use: {}", isa.kernels)),
+        "{line}"
+    );
+    for path in &isa.available {
+        assert!(line.contains(path), "{path} missing from {line}");
+    }
+    assert!(isa.available.contains(&"portable"));
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        assert!(line.contains("avx2 (avx2, fma"), "{line}");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        assert!(line.contains("avx512f"), "{line}");
+    }
+
+    let out = bin().args(["info", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["cpu_isa"]["kernels"], isa.kernels);
+    assert_eq!(
+        v["cpu_isa"]["available"].as_array().unwrap().len(),
+        isa.available.len()
+    );
+    assert_eq!(
+        v["cpu_isa"]["features"].as_array().unwrap().len(),
+        isa.features.len()
+    );
+
+    // Forcing the portable path shows in both.
+    let out = bin()
+        .args(["info"])
+        .env("GAUSSFLOW_CPU_SIMD", "portable")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("kernels use: portable"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = bin()
+        .args([
+            "bench",
+            "--backend",
+            "cpu",
+            "--json",
+            "--quick",
+            "--ops",
+            "randn",
+            "--sizes",
+            "4096",
+            "--dtypes",
+            "f32",
+        ])
+        .env("GAUSSFLOW_CPU_SIMD", "portable")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cpu = &v["backends"][0];
+    assert_eq!(cpu["backend"], "cpu");
+    assert_eq!(cpu["isa"]["kernels"], "portable");
+    assert!(
+        cpu["isa"]["available"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "portable"),
+        "{cpu}"
+    );
+}

@@ -227,6 +227,16 @@ impl Engine {
         Ok(Engine::from_backend(BackendKind::Cpu, Backend::Cpu(b)))
     }
 
+    /// The CPU backend, if this engine runs one: e.g. for the instruction
+    /// set its kernels use ([`CpuBackend::isa`](cpu::CpuBackend::isa)).
+    pub fn as_cpu(&self) -> Option<&cpu::CpuBackend> {
+        match &self.backend {
+            Backend::Cpu(b) => Some(b),
+            #[cfg(any(feature = "wgpu", feature = "cuda"))]
+            _ => None,
+        }
+    }
+
     /// The wgpu backend on the best adapter, software adapters (lavapipe,
     /// llvmpipe) included: asking for wgpu explicitly allows them. Without
     /// the `wgpu` feature, an [`Error::BackendUnavailable`] saying so.

@@ -1,147 +1,153 @@
-//! Philox4x32-10 on eight counters at once and Box–Muller on the result:
-//! the same operation sequence, constants and layout as the scalar
-//! [`philox4x32_10`](super::philox4x32_10), [`box_muller`](super::box_muller),
-//! [`ln`](super::ln) and [`sincos_2pi`](super::sincos_2pi), lane by lane, so
-//! the normals are bit-identical to [`NoiseKey::fill`](super::NoiseKey::fill)
-//! (`tests/cpu_simd.rs`).
+//! Philox4x32-10 on eight or sixteen counters at once and Box–Muller on
+//! the result: the same constants, layout and floating-point operation
+//! sequence as the scalar [`philox4x32_10`](super::philox4x32_10),
+//! [`box_muller`](super::box_muller), [`ln`](super::ln) and
+//! [`sincos_2pi`](super::sincos_2pi), lane by lane, so the normals are
+//! bit-identical to [`NoiseKey::fill`](super::NoiseKey::fill)
+//! (`tests/cpu_simd.rs`; docs/DESIGN.md §6).
 //!
-//! Lane `j` of a vector holds block `b + j` of one sample: one call yields
-//! blocks `b .. b + 8`, i.e. elements `4b .. 4b + 32`.
+//! Lane `j` of a vector holds block `b + j` of one sample: one call on
+//! `N`-lane vectors ([`Vector::LANES`]) yields blocks `b .. b + N`, i.e.
+//! elements `4b .. 4b + 4N`. The kernels take [`GROUP`] = 64 normals at a
+//! time ([`Gen::group`]): one 16-lane call (AVX-512, or two 8-lane halves
+//! on the portable path) or two 8-lane calls (AVX2).
 //!
-//! Cost (AVX2, callgrind, `benches/profile.rs randn f32`): 13.6
-//! instructions per normal written by a fused kernel, about 5 of them
-//! Philox, 4 Box–Muller, the rest register spills, the transpose into
-//! element order, the kernel's group dispatch and the store.
+//! Where the integer work differs from the scalar code it is an exact
+//! identity, so the bits cannot change (each checked over every input by
+//! the tests below):
+//!
+//! * only the first counter word differs between lanes, so Philox rounds 0
+//!   and 1 are half constant: their constant products are computed once per
+//!   segment ([`Gen::new`]);
+//! * `((r >> 8) + 1) · 2⁻²⁴` is one fused multiply-add `k · 2⁻²⁴ + 2⁻²⁴`
+//!   (`k = r >> 8`; the exact value is a float, so the rounding is exact),
+//!   and `4u` for `sincos` is `k · 2⁻²² + 2⁻²²` the same way;
+//! * `ln`'s reduction of the mantissa to `[√½, √2)` (halve `m` and add 1 to
+//!   `e` where `m > √2`) is one subtraction of the bits of `√2 / 2` rounded
+//!   up (musl's `logf` trick), giving the same `m` and `e`.
+//!
+//! Cost per normal written by a fused kernel (`benches/profile.rs randn
+//! f32`): 5.5 instructions with AVX-512, 12.2 with AVX2 (13.6 before the
+//! rewrites above); where they go: benches/README.md.
 
-use crate::simd::{LANES, Simd};
+use crate::simd::{LANES, Simd, Vector};
 
 use super::{COS_C, LN_P, LN2_HI, LN2_LO, M0, M1, NoiseKey, SIN_C, W0, W1};
 
-/// Groups of eight Philox blocks generated together ([`Gen::philox`]).
-/// Two would give the rounds four independent chains instead of two, but
-/// spill on AVX2's sixteen registers: 1.6× slower (`profile randn`).
-const PAR: usize = 1;
-/// Normals per [`Gen::group`]: `PAR` times eight Philox blocks of four.
-pub(crate) const GROUP: usize = 4 * LANES * PAR;
+/// Normals per [`Gen::group`], the unit the kernels combine from registers.
+pub(crate) const GROUP: usize = 64;
+
+/// Bits of `√2 / 2` rounded up (`0x3f3504f3` is `√½` rounded to nearest):
+/// `m > √2` exactly where the mantissa bits are at least `0x3504f4`.
+const SQRT_HALF_UP: u32 = 0x3f35_04f4;
 
 /// Everything a key's normals need besides the counter, splatted once per
-/// segment: the Philox round keys, the counter words that do not change,
-/// and the Box–Muller constants (the Philox multipliers are not here; see
-/// [`Gen::round`]).
+/// segment: the Philox round keys (folded with the constant halves of
+/// rounds 0–2), and the Box–Muller constants (the Philox multipliers are
+/// not here; see [`Gen::philox`]).
 ///
 /// The table is passed through [`std::hint::black_box`] so the compiler
 /// reads each constant from it as a memory operand of the instruction
 /// that uses it, instead of re-broadcasting it from the constant pool
 /// inside the loop (about 30 broadcasts per 32 normals otherwise).
 #[derive(Clone, Copy)]
-pub(crate) struct Gen<S: Simd> {
-    /// `(k0 + r·W0, k1 + r·W1)` for rounds `r = 0 … 9`.
-    keys: [[S::U; 2]; 10],
-    /// Counter words 1–3: sample id, stream, domain.
-    ctr: [S::U; 3],
-    one_u: S::U,
-    sign: S::U,
-    exp_mask: S::U,
-    exp_bias: S::U,
-    mant_mask: S::U,
-    one_bits: S::U,
-    inv_2_24: S::F,
-    sqrt2: S::F,
-    half: S::F,
-    one: S::F,
-    minus_half: S::F,
-    minus_two: S::F,
-    four: S::F,
-    ln_p: [S::F; 9],
-    ln2: [S::F; 2],
-    sin_c: [S::F; 5],
-    cos_c: [S::F; 6],
+pub(crate) struct Gen<V: Vector> {
+    /// Round 0: `c3 ^ k1` (words 1–3 in are the sample id, stream and
+    /// domain, so words 0 and 1 out, `w0 = hi(M1·c2) ^ c1 ^ k0` and
+    /// `lo(M1·c2)`, are constants too).
+    r0: V::U,
+    /// Round 1: `lo(M1·c2) ^ k0`, `hi(M0·w0) ^ k1`.
+    r1: [V::U; 2],
+    /// Round 2: `k0`, `lo(M0·w0) ^ k1`.
+    r2: [V::U; 2],
+    /// `(k0 + r·W0, k1 + r·W1)` for rounds `r = 3 … 9`.
+    keys: [[V::U; 2]; 7],
+    sign: V::U,
+    mant_mask: V::U,
+    sqrt_half_up: V::U,
+    inv_2_24: V::F,
+    inv_2_22: V::F,
+    one: V::F,
+    minus_half: V::F,
+    minus_two: V::F,
+    ln_p: [V::F; 9],
+    ln2: [V::F; 2],
+    sin_c: [V::F; 5],
+    cos_c: [V::F; 6],
 }
 
-impl<S: Simd> Gen<S> {
+/// `(hi, lo)` words of `a · b`.
+const fn mulhilo(a: u32, b: u32) -> (u32, u32) {
+    let p = a as u64 * b as u64;
+    ((p >> 32) as u32, p as u32)
+}
+
+impl<V: Vector> Gen<V> {
     /// The table for `key` and sample `sample_id`.
     #[inline(always)]
-    pub(crate) fn new(s: S, key: &NoiseKey, sample_id: u32) -> Self {
+    pub(crate) fn new(v: V, key: &NoiseKey, sample_id: u32) -> Self {
         let [k0, k1] = key.philox_key();
+        let rk = |r: u32| {
+            [
+                k0.wrapping_add(r.wrapping_mul(W0)),
+                k1.wrapping_add(r.wrapping_mul(W1)),
+            ]
+        };
+        let [_, c1, c2, c3] = key.counter(sample_id, 0);
+        let (hi1, lo1) = mulhilo(M1, c2);
+        let w0 = hi1 ^ c1 ^ k0;
+        let (hi0, lo0) = mulhilo(M0, w0);
+        let [k0_1, k1_1] = rk(1);
+        let [k0_2, k1_2] = rk(2);
+        // Loops, not `array::from_fn` / `map` with closures: those were
+        // left as calls, outside the target-feature function.
+        let mut keys = [[v.splat_u(0); 2]; 7];
+        for (r, k) in keys.iter_mut().enumerate() {
+            let [a, b] = rk(3 + r as u32);
+            *k = [v.splat_u(a), v.splat_u(b)];
+        }
+        let mut ln_p = [v.splat(0.0); 9];
+        for (o, &c) in ln_p.iter_mut().zip(&LN_P) {
+            *o = v.splat(c);
+        }
+        let mut sin_c = [v.splat(0.0); 5];
+        for (o, &c) in sin_c.iter_mut().zip(&SIN_C) {
+            *o = v.splat(c);
+        }
+        let mut cos_c = [v.splat(0.0); 6];
+        for (o, &c) in cos_c.iter_mut().zip(&COS_C) {
+            *o = v.splat(c);
+        }
         std::hint::black_box(Gen {
-            keys: std::array::from_fn(|r| {
-                let r = r as u32;
-                [
-                    s.splat_u(k0.wrapping_add(r.wrapping_mul(W0))),
-                    s.splat_u(k1.wrapping_add(r.wrapping_mul(W1))),
-                ]
-            }),
-            ctr: [
-                s.splat_u(sample_id),
-                s.splat_u(key.stream),
-                s.splat_u(key.domain.0),
-            ],
-            one_u: s.splat_u(1),
-            sign: s.splat_u(0x8000_0000),
-            exp_mask: s.splat_u(0xff),
-            exp_bias: s.splat_u((-127i32) as u32),
-            mant_mask: s.splat_u(0x007f_ffff),
-            one_bits: s.splat_u(0x3f80_0000),
-            inv_2_24: s.splat(1.0 / 16_777_216.0),
-            sqrt2: s.splat(std::f32::consts::SQRT_2),
-            half: s.splat(0.5),
-            one: s.splat(1.0),
-            minus_half: s.splat(-0.5),
-            minus_two: s.splat(-2.0),
-            four: s.splat(4.0),
-            ln_p: LN_P.map(|c| s.splat(c)),
-            ln2: [s.splat(LN2_HI), s.splat(LN2_LO)],
-            sin_c: SIN_C.map(|c| s.splat(c)),
-            cos_c: COS_C.map(|c| s.splat(c)),
+            r0: v.splat_u(c3 ^ k1),
+            r1: [v.splat_u(lo1 ^ k0_1), v.splat_u(hi0 ^ k1_1)],
+            r2: [v.splat_u(k0_2), v.splat_u(lo0 ^ k1_2)],
+            keys,
+            sign: v.splat_u(0x8000_0000),
+            mant_mask: v.splat_u(0x007f_ffff),
+            sqrt_half_up: v.splat_u(SQRT_HALF_UP),
+            inv_2_24: v.splat(1.0 / 16_777_216.0),
+            inv_2_22: v.splat(1.0 / 4_194_304.0),
+            one: v.splat(1.0),
+            minus_half: v.splat(-0.5),
+            minus_two: v.splat(-2.0),
+            ln_p,
+            ln2: [v.splat(LN2_HI), v.splat(LN2_LO)],
+            sin_c,
+            cos_c,
         })
     }
 
-    /// Philox4x32-10 of blocks `block .. block + 8·G` (wrapping): for each
-    /// group `g` four vectors `r_k`, lane `j` = word `k` of block
-    /// `block + 8g + j`.
+    /// Philox4x32-10 of blocks `block .. block + N` (wrapping): four
+    /// vectors `r_k`, lane `j` = word `k` of block `block + j`.
     ///
-    /// The rounds run on vectors of four 64-bit lanes (a group's even blocks
-    /// in one, its odd ones in another, each counter word in the low half of
+    /// The rounds run on vectors of `N/2` 64-bit lanes (the even blocks in
+    /// one, the odd ones in another, each counter word in the low half of
     /// a lane), so each 32 × 32 → 64-bit product is one `vpmuludq` and its
     /// high word one shift; the high halves of the lanes carry garbage the
-    /// products never read. The words are merged back into eight 32-bit
-    /// lanes at the end. `G` groups at once give `2G` independent chains,
-    /// so the rounds are not bound by the latency of one chain.
-    #[inline(always)]
-    pub(crate) fn philox<const G: usize>(&self, s: S, block: u32) -> [[S::U; 4]; G] {
-        let [c1, c2, c3] = self.ctr;
-        // Loops, not `from_fn`/`map` closures, throughout: a closure is not
-        // always inlined, and outside the target-feature function its
-        // intrinsics would become calls.
-        let mut st = [[[c1, c1, c2, c3]; 2]; G];
-        for (g, c) in st.iter_mut().enumerate() {
-            let b = block.wrapping_add(8 * g as u32);
-            c[0][0] = s.iota(b);
-            c[1][0] = s.iota(b.wrapping_add(1));
-        }
-        // Unrolled by hand: a rolled loop costs register copies and key
-        // reloads.
-        let k = &self.keys;
-        self.round(s, &mut st, &k[0]);
-        self.round(s, &mut st, &k[1]);
-        self.round(s, &mut st, &k[2]);
-        self.round(s, &mut st, &k[3]);
-        self.round(s, &mut st, &k[4]);
-        self.round(s, &mut st, &k[5]);
-        self.round(s, &mut st, &k[6]);
-        self.round(s, &mut st, &k[7]);
-        self.round(s, &mut st, &k[8]);
-        self.round(s, &mut st, &k[9]);
-        let mut out = [[c1; 4]; G];
-        for g in 0..G {
-            for w in 0..4 {
-                out[g][w] = s.merge_even(st[g][0][w], st[g][1][w]);
-            }
-        }
-        out
-    }
-
-    /// One Philox round on every chain.
+    /// products never read. The words are merged back into `N` 32-bit
+    /// lanes at the end. The two halves are independent chains, so the
+    /// rounds are not bound by the latency of one.
     ///
     /// The multipliers are constants here, not table entries: read from
     /// the opaque table, LLVM (rustc 1.95) lowered each `vpmuludq` as a
@@ -149,126 +155,243 @@ impl<S: Simd> Gen<S> {
     /// the table was carried per segment, 15.8 → 12.5 instructions per
     /// normal when this was changed (callgrind, `benches/profile.rs`).
     #[inline(always)]
-    fn round<const G: usize>(&self, s: S, st: &mut [[[S::U; 4]; 2]; G], k: &[S::U; 2]) {
-        for chain in st.iter_mut() {
-            for half in chain.iter_mut() {
-                let c = *half;
-                let p0 = s.mul_even(c[0], s.splat_u(M0));
-                let p1 = s.mul_even(c[2], s.splat_u(M1));
-                // `c ^ k` first: it does not wait for the product, so one
-                // exclusive or, not two, follows the multiply's latency.
-                let n0 = s.u_xor(s.shr_64_32(p1), s.u_xor(c[1], k[0]));
-                let n2 = s.u_xor(s.shr_64_32(p0), s.u_xor(c[3], k[1]));
-                *half = [n0, p1, n2, p0];
-            }
+    pub(crate) fn philox(&self, v: V, block: u32) -> [V::U; 4] {
+        let (m0, m1) = (v.splat_u(M0), v.splat_u(M1));
+        let mut st = [[self.sign; 4]; 2];
+        // Loops over the two chains, not `map` closures: a closure is not
+        // always inlined, and outside the target-feature function its
+        // intrinsics would become calls.
+        for (h, c) in st.iter_mut().enumerate() {
+            // Round 0: only word 0 (the block) varies.
+            let p0 = v.mul_even(v.iota(block.wrapping_add(h as u32)), m0);
+            let x2 = v.u_xor(v.shr_64_32(p0), self.r0);
+            // Round 1: word 0 in is round 0's constant word 0.
+            let p1 = v.mul_even(x2, m1);
+            let y0 = v.u_xor(v.shr_64_32(p1), self.r1[0]);
+            let y2 = v.u_xor(p0, self.r1[1]);
+            // Round 2: word 3 in is a constant.
+            let q0 = v.mul_even(y0, m0);
+            let q1 = v.mul_even(y2, m1);
+            *c = [
+                v.xor3(v.shr_64_32(q1), p1, self.r2[0]),
+                q1,
+                v.u_xor(v.shr_64_32(q0), self.r2[1]),
+                q0,
+            ];
+        }
+        // Unrolled by hand: a rolled loop costs register copies and key
+        // reloads.
+        let k = &self.keys;
+        self.round(v, &mut st, &k[0]);
+        self.round(v, &mut st, &k[1]);
+        self.round(v, &mut st, &k[2]);
+        self.round(v, &mut st, &k[3]);
+        self.round(v, &mut st, &k[4]);
+        self.round(v, &mut st, &k[5]);
+        self.round(v, &mut st, &k[6]);
+        let mut out = [self.sign; 4];
+        for (w, o) in out.iter_mut().enumerate() {
+            *o = v.merge_even(st[0][w], st[1][w]);
+        }
+        out
+    }
+
+    /// One full Philox round on both chains.
+    #[inline(always)]
+    fn round(&self, v: V, st: &mut [[V::U; 4]; 2], k: &[V::U; 2]) {
+        let (m0, m1) = (v.splat_u(M0), v.splat_u(M1));
+        for half in st.iter_mut() {
+            let c = *half;
+            let p0 = v.mul_even(c[0], m0);
+            let p1 = v.mul_even(c[2], m1);
+            // `c ^ k` first (`xor3` is `a ^ (b ^ c)`): it does not wait for
+            // the product, so one exclusive or, not two, follows the
+            // multiply's latency.
+            let n0 = v.xor3(v.shr_64_32(p1), c[1], k[0]);
+            let n2 = v.xor3(v.shr_64_32(p0), c[3], k[1]);
+            *half = [n0, p1, n2, p0];
         }
     }
 
-    /// [`uniform`](super::uniform) per lane: `((r >> 8) + 1) · 2⁻²⁴`.
+    /// `k · scale + scale` with `k = r >> 8`: [`uniform`](super::uniform)
+    /// times `scale · 2²⁴` (a power of two), exact.
     #[inline(always)]
-    fn uniform(&self, s: S, r: S::U) -> S::F {
-        let k = s.u_add(s.u_shr::<8>(r), self.one_u);
-        s.mul(s.i2f(k), self.inv_2_24)
+    fn scaled_uniform(&self, v: V, r: V::U, scale: V::F) -> V::F {
+        v.fma(v.i2f(v.u_shr::<8>(r)), scale, scale)
     }
 
     /// [`ln`](super::ln) per lane.
     #[inline(always)]
-    fn ln(&self, s: S, v: S::F) -> S::F {
-        let bits = s.to_bits(v);
-        let e = s.u_add(s.u_and(s.u_shr::<23>(bits), self.exp_mask), self.exp_bias);
-        let m = s.bits_to_f(s.u_or(s.u_and(bits, self.mant_mask), self.one_bits));
-        let big = s.gt(m, self.sqrt2);
-        let m = s.select(big, s.mul(m, self.half), m);
-        // e + 1 where the mask is all ones (−1).
-        let e = s.u_sub(e, big);
-        let x = s.sub(m, self.one);
-        let z = s.mul(x, x);
+    fn ln(&self, v: V, x: V::F) -> V::F {
+        // `bits − bits(√½↑)`: the exponent field becomes `e` (plus 1 where
+        // the mantissa is past √2), the mantissa field wraps to the part
+        // above the reduced `m`'s own offset.
+        let ix = v.u_sub(v.to_bits(x), self.sqrt_half_up);
+        let e = v.i_shr::<23>(ix);
+        let m = v.bits_to_f(v.u_add(v.u_and(ix, self.mant_mask), self.sqrt_half_up));
+        let x = v.sub(m, self.one);
+        let z = v.mul(x, x);
         let mut p = self.ln_p[0];
         for &c in &self.ln_p[1..] {
-            p = s.fma(p, x, c);
+            p = v.fma(p, x, c);
         }
-        let ef = s.i2f(e);
-        let mut y = s.mul(s.mul(x, z), p);
-        y = s.fma(ef, self.ln2[1], y);
-        y = s.fma(self.minus_half, z, y);
-        let r = s.add(x, y);
-        s.fma(ef, self.ln2[0], r)
+        let ef = v.i2f(e);
+        let mut y = v.mul(v.mul(x, z), p);
+        y = v.fma(ef, self.ln2[1], y);
+        y = v.fma(self.minus_half, z, y);
+        let r = v.add(x, y);
+        v.fma(ef, self.ln2[0], r)
     }
 
-    /// [`sincos_2pi`](super::sincos_2pi) per lane: `(sin 2πu, cos 2πu)`.
+    /// [`sincos_2pi`](super::sincos_2pi) per lane, given `4u`:
+    /// `(sin 2πu, cos 2πu)`.
     #[inline(always)]
-    fn sincos_2pi(&self, s: S, u: S::F) -> (S::F, S::F) {
-        let v = s.mul(self.four, u);
-        let q = s.round_even(v);
-        let r = s.sub(v, q);
-        let r2 = s.mul(r, r);
+    fn sincos_2pi(&self, v: V, u4: V::F) -> (V::F, V::F) {
+        let q = v.round_even(u4);
+        let r = v.sub(u4, q);
+        let r2 = v.mul(r, r);
         let mut sn = self.sin_c[4];
         for &c in self.sin_c[..4].iter().rev() {
-            sn = s.fma(sn, r2, c);
+            sn = v.fma(sn, r2, c);
         }
-        let sn = s.mul(sn, r);
+        let sn = v.mul(sn, r);
         let mut cs = self.cos_c[5];
         for &k in self.cos_c[..5].iter().rev() {
-            cs = s.fma(cs, r2, k);
+            cs = v.fma(cs, r2, k);
         }
         // Quadrant q & 3: (s, c), (c, −s), (−s, −c), (−c, s). Odd quadrants
         // swap; the sine is negated in quadrants 2, 3, the cosine in 1, 2.
         // Bit 0 of q to the top (the swap), bit 1 to the top (the sine's
         // sign); the cosine's sign is their exclusive or.
-        let qi = s.f2i(q);
-        let odd = s.u_shl::<31>(qi);
-        let (sw, cw) = (s.select(odd, cs, sn), s.select(odd, sn, cs));
-        let sin_sign = s.u_and(s.u_shl::<30>(qi), self.sign);
-        let cos_sign = s.u_xor(sin_sign, odd);
+        let qi = v.f2i(q);
+        let odd = v.u_shl::<31>(qi);
+        let (sw, cw) = (v.select(odd, cs, sn), v.select(odd, sn, cs));
+        let sin_sign = v.u_and(v.u_shl::<30>(qi), self.sign);
         (
-            s.bits_to_f(s.u_xor(s.to_bits(sw), sin_sign)),
-            s.bits_to_f(s.u_xor(s.to_bits(cw), cos_sign)),
+            v.bits_to_f(v.u_xor(v.to_bits(sw), sin_sign)),
+            v.bits_to_f(v.xor3(v.to_bits(cw), sin_sign, odd)),
         )
     }
 
     /// [`box_muller`](super::box_muller) per lane: the four normals of each
-    /// of eight blocks, still one vector per component.
+    /// of `N` blocks, still one vector per component.
     #[inline(always)]
-    fn box_muller8(&self, s: S, r: [S::U; 4]) -> [S::F; 4] {
-        let rho0 = s.sqrt(s.mul(self.minus_two, self.ln(s, self.uniform(s, r[0]))));
-        let rho1 = s.sqrt(s.mul(self.minus_two, self.ln(s, self.uniform(s, r[2]))));
-        let (s0, c0) = self.sincos_2pi(s, self.uniform(s, r[1]));
-        let (s1, c1) = self.sincos_2pi(s, self.uniform(s, r[3]));
+    fn box_muller(&self, v: V, r: [V::U; 4]) -> [V::F; 4] {
+        let u0 = self.scaled_uniform(v, r[0], self.inv_2_24);
+        let u2 = self.scaled_uniform(v, r[2], self.inv_2_24);
+        let rho0 = v.sqrt(v.mul(self.minus_two, self.ln(v, u0)));
+        let rho1 = v.sqrt(v.mul(self.minus_two, self.ln(v, u2)));
+        let (s0, c0) = self.sincos_2pi(v, self.scaled_uniform(v, r[1], self.inv_2_22));
+        let (s1, c1) = self.sincos_2pi(v, self.scaled_uniform(v, r[3], self.inv_2_22));
         [
-            s.mul(rho0, c0),
-            s.mul(rho0, s0),
-            s.mul(rho1, c1),
-            s.mul(rho1, s1),
+            v.mul(rho0, c0),
+            v.mul(rho0, s0),
+            v.mul(rho1, c1),
+            v.mul(rho1, s1),
         ]
     }
 
-    /// Elements `4·block .. 4·block + 32·G` of the sample's noise, in
-    /// element order (vector `v` of group `g` holds elements
-    /// `32g + 8v .. 32g + 8v + 8`).
+    /// Elements `4·block .. 4·block + 4N` of the sample's noise, in element
+    /// order (vector `k` holds elements `4·block + kN .. 4·block + (k + 1)N`).
     #[inline(always)]
-    pub(crate) fn normals<const G: usize>(&self, s: S, block: u32) -> [[S::F; 4]; G] {
-        let r = self.philox::<G>(s, block);
-        let mut out = [[self.one; 4]; G];
-        for g in 0..G {
-            out[g] = s.interleave4(self.box_muller8(s, r[g]));
+    pub(crate) fn normals(&self, v: V, block: u32) -> [V::F; 4] {
+        v.interleave4(self.box_muller(v, self.philox(v, block)))
+    }
+
+    /// Elements `first .. first + GROUP` of the sample's noise as kernel
+    /// vectors in element order; `first` must be a multiple of 4 (a Philox
+    /// block boundary). What the fused CPU kernels combine straight from
+    /// registers.
+    #[inline(always)]
+    pub(crate) fn group<S: Simd<W = V>>(&self, s: S, first: u64) -> [S::F; GROUP / LANES] {
+        debug_assert!(first.is_multiple_of(4), "a group starts on a Philox block");
+        let v = s.wide();
+        let block = (first / 4) as u32;
+        // Kernel vectors per generator vector.
+        let per = V::LANES / LANES;
+        let mut out = [s.splat(0.0); GROUP / LANES];
+        let n = self.normals(v, block);
+        for (k, &x) in n.iter().enumerate() {
+            s.narrow(x, &mut out[k * per..]);
+        }
+        // Eight lanes: a second call, written out (not a loop of two, which
+        // LLVM kept rolled, with the normals through the stack).
+        if V::LANES == LANES {
+            let n = self.normals(v, block.wrapping_add(LANES as u32));
+            for (k, &x) in n.iter().enumerate() {
+                s.narrow(x, &mut out[4 + k..]);
+            }
         }
         out
     }
 }
 
-impl<S: Simd> Gen<S> {
-    /// Elements `first .. first + GROUP` of the sample's noise as vectors
-    /// in element order; `first` must be a multiple of 4 (a Philox block
-    /// boundary). What the fused CPU kernels combine straight from
-    /// registers.
-    #[inline(always)]
-    pub(crate) fn group(&self, s: S, first: u64) -> [S::F; 4 * PAR] {
-        debug_assert!(first.is_multiple_of(4), "a group starts on a Philox block");
-        let v = self.normals::<PAR>(s, (first / 4) as u32);
-        let mut out = [self.one; 4 * PAR];
-        for (o, &x) in out.iter_mut().zip(v.iter().flatten()) {
-            *o = x;
+/// A group is one 16-lane or two 8-lane generator calls.
+const _: () = assert!(GROUP == 4 * 16 && LANES == 8);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{Domain, box_muller, ln, sincos_2pi, uniform};
+    use crate::simd::{Pair, Portable};
+
+    type P = Pair<Portable>;
+
+    fn gen_table() -> Gen<P> {
+        Gen::new(Pair(Portable), &NoiseKey::new(7, Domain::FORWARD), 3)
+    }
+
+    /// Every 24-bit uniform: the vector `ln` and `sincos` (with their
+    /// integer rewrites) give the scalar functions' bits.
+    #[test]
+    fn ln_and_sincos_equal_the_scalar_ones_on_every_uniform() {
+        let (g, v) = (gen_table(), Pair(Portable));
+        for k0 in (0..1u32 << 24).step_by(16) {
+            let r: [[u32; 8]; 2] = std::array::from_fn(|h| {
+                std::array::from_fn(|j| (k0 + 8 * h as u32 + j as u32) << 8)
+            });
+            let l = g.ln(v, g.scaled_uniform(v, r, g.inv_2_24));
+            let (sn, cs) = g.sincos_2pi(v, g.scaled_uniform(v, r, g.inv_2_22));
+            for (h, j) in (0..2).flat_map(|h| (0..8).map(move |j| (h, j))) {
+                let u = uniform(r[h][j]);
+                let (s, c) = sincos_2pi(u);
+                assert_eq!(l[h][j].to_bits(), ln(u).to_bits(), "ln({u:e})");
+                assert_eq!(sn[h][j].to_bits(), s.to_bits(), "sin 2π·{u:e}");
+                assert_eq!(cs[h][j].to_bits(), c.to_bits(), "cos 2π·{u:e}");
+            }
         }
-        out
+    }
+
+    /// Philox with the constant rounds folded, on 16 lanes, equals the
+    /// scalar Philox; the normals are the scalar Box–Muller's, in element
+    /// order, for blocks that wrap around 2³².
+    #[test]
+    fn sixteen_lane_blocks_equal_the_scalar_generator() {
+        let v = Pair(Portable);
+        for (seed, stream, id) in [
+            (0u64, 0u32, 0u32),
+            (u64::MAX, 7, u32::MAX),
+            (0x1234_5678_9abc_def0, 3, 99),
+        ] {
+            let key = NoiseKey::new(seed, Domain::PROBE).with_stream(stream);
+            let g = Gen::new(v, &key, id);
+            for block in [0u32, 5, u32::MAX - 7] {
+                let bits = g.philox(v, block);
+                let n = g.normals(v, block);
+                for j in 0..16 {
+                    let b = block.wrapping_add(j as u32);
+                    let want = key.bits(id, b);
+                    for w in 0..4 {
+                        assert_eq!(bits[w][j / 8][j % 8], want[w], "block {b} word {w}");
+                        let e = 4 * j + w;
+                        assert_eq!(
+                            n[e / 16][e % 16 / 8][e % 8].to_bits(),
+                            box_muller(want)[w].to_bits(),
+                            "block {b} normal {w}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,44 +1,62 @@
-//! Eight-lane vectors behind one trait, so every CPU kernel body (and the
+//! Vectors behind two traits, so every CPU kernel body (and the
 //! vectorised Philox / Box–Muller of [`crate::rng`]) is written once and
-//! compiled twice: for AVX2 + FMA + F16C ([`Avx2`], chosen at run time when
-//! the processor has them) and for any processor ([`Portable`], plain
-//! `[f32; 8]` arrays).
+//! compiled per instruction set: AVX-512 ([`Avx512`], F + DQ + VL + BW),
+//! AVX2 + FMA + F16C ([`Avx2`]), each chosen at run time when the processor
+//! has them, and any processor ([`Portable`], plain arrays).
 //!
-//! Both implementations perform the same IEEE operation per lane in the
-//! same order (`fma` is a fused multiply-add in both, `sqrt` and the
+//! [`Vector`] holds what the noise generator needs, on vectors of 8 or 16
+//! lanes; [`Simd`] adds what the kernels need, always on 8 lanes (the
+//! kernels' lane count fixes the loss reduction's order, `LOSS_LANES`), and
+//! names the generator's vector type ([`Simd::W`]): 16 lanes in one `zmm`
+//! register with AVX-512 ([`x86_512::Zmm`]), two 8-lane halves on the portable path
+//! ([`Pair`]), 8 lanes called twice with AVX2 (16 `ymm` registers hold one
+//! 8-lane generator state but not two; docs/DESIGN.md §6).
+//!
+//! All implementations perform the same IEEE operation per lane in the
+//! same order (`fma` is a fused multiply-add in each, `sqrt` and the
 //! conversions are correctly rounded, `f16`/`bf16` narrowing rounds to
-//! nearest even), so a kernel gives bit-identical results on either path
-//! for finite inputs (`tests/cpu_simd.rs` holds them to that).
+//! nearest even), so a kernel gives bit-identical results on every path
+//! for finite inputs (`tests/cpu_simd.rs` holds them to that). Integer
+//! operations are exact, so they may be fused differently (`xor3`).
 //!
 //! A kernel is a [`SimdFn`]: [`Isa::run`] calls it with the vector type of
 //! the selected instruction set inside a function compiled with those
 //! instructions enabled; every method here is `#[inline(always)]` so the
 //! whole body is compiled for that target.
 
+mod pair;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_512;
 
 use half::{bf16, f16};
 
+pub(crate) use pair::Pair;
 pub(crate) use portable::Portable;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86::Avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86_512::Avx512;
 
 use crate::tensor::Element;
 
-/// Lanes per vector.
+/// Lanes per kernel vector ([`Simd`]).
 pub(crate) const LANES: usize = 8;
 
-/// Eight f32 lanes and eight u32 lanes, and the operations the kernels use.
+/// `N` f32 lanes and `N` u32 lanes (`N` = [`Vector::LANES`], 8 or 16) and
+/// the operations the noise generator uses.
 ///
 /// The value of `Self` is a token proving the instructions are available
 /// (an [`Avx2`] exists only on a processor that has them), so the methods
-/// are safe except those that dereference pointers.
-pub(crate) trait Simd: Copy + Send + Sync + 'static {
-    /// Eight f32.
+/// are safe.
+pub(crate) trait Vector: Copy + Send + Sync + 'static {
+    /// Lanes per vector.
+    const LANES: usize;
+    /// `N` f32.
     type F: Copy;
-    /// Eight u32 (also used as lane masks: all ones or all zeros).
+    /// `N` u32 (also used as lane masks: all ones or all zeros).
     type U: Copy;
 
     /// All lanes `x`.
@@ -60,11 +78,6 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     fn sqrt(self, a: Self::F) -> Self::F;
     /// Round to the nearest integer, ties to even.
     fn round_even(self, a: Self::F) -> Self::F;
-    /// `f32::clamp(x, lo, hi)`: `lo` if `x < lo`, `hi` if `x > hi`, else
-    /// `x` (a NaN passes through).
-    fn clamp(self, x: Self::F, lo: Self::F, hi: Self::F) -> Self::F;
-    /// Lane mask of `a > b`.
-    fn gt(self, a: Self::F, b: Self::F) -> Self::U;
     /// `m ? a : b` per lane, chosen by the top bit of each lane of `m`.
     fn select(self, m: Self::U, a: Self::F, b: Self::F) -> Self::F;
 
@@ -83,28 +96,50 @@ pub(crate) trait Simd: Copy + Send + Sync + 'static {
     fn u_sub(self, a: Self::U, b: Self::U) -> Self::U;
     /// `a ^ b`.
     fn u_xor(self, a: Self::U, b: Self::U) -> Self::U;
+    /// `a ^ b ^ c` (one `vpternlogd` with AVX-512).
+    #[inline(always)]
+    fn xor3(self, a: Self::U, b: Self::U, c: Self::U) -> Self::U {
+        self.u_xor(a, self.u_xor(b, c))
+    }
     /// `a & b`.
     fn u_and(self, a: Self::U, b: Self::U) -> Self::U;
-    /// `a | b`.
-    fn u_or(self, a: Self::U, b: Self::U) -> Self::U;
     /// Logical `a >> N`.
     fn u_shr<const N: i32>(self, a: Self::U) -> Self::U;
+    /// Arithmetic `a >> N` (each lane as an i32).
+    fn i_shr<const N: i32>(self, a: Self::U) -> Self::U;
     /// `a << N`.
     fn u_shl<const N: i32>(self, a: Self::U) -> Self::U;
-    /// Seen as four 64-bit lanes: the 64-bit product of the low 32-bit
+    /// Seen as `N/2` 64-bit lanes: the 64-bit product of the low 32-bit
     /// words of `a` and `m` in each (`vpmuludq`).
     fn mul_even(self, a: Self::U, m: Self::U) -> Self::U;
-    /// Seen as four 64-bit lanes: each shifted right by 32 (the high word
+    /// Seen as `N/2` 64-bit lanes: each shifted right by 32 (the high word
     /// moves to the low word, the high word becomes 0).
     fn shr_64_32(self, a: Self::U) -> Self::U;
-    /// `[a0, b0, a2, b2, a4, b4, a6, b6]`: the low words of the 64-bit lanes
-    /// of `a` and `b`, interleaved.
+    /// `[a0, b0, a2, b2, …]`: the low words of the 64-bit lanes of `a` and
+    /// `b`, interleaved.
     fn merge_even(self, a: Self::U, b: Self::U) -> Self::U;
 
     /// Four vectors `n_k` whose lane `j` is component `k` of block `j`,
     /// rearranged into element order: output vector `v` holds blocks
-    /// `2v, 2v + 1` as `[n0, n1, n2, n3, n0, n1, n2, n3]`.
+    /// `v·N/4 … (v + 1)·N/4 − 1` as `[n0, n1, n2, n3, n0, …]`.
     fn interleave4(self, n: [Self::F; 4]) -> [Self::F; 4];
+}
+
+/// Eight-lane vectors ([`Vector`] with `LANES = 8`) and the operations the
+/// kernels use.
+pub(crate) trait Simd: Vector {
+    /// The noise generator's vector type: 8 or 16 lanes.
+    type W: Vector;
+
+    /// The generator's token (it exists wherever `self` does).
+    fn wide(self) -> Self::W;
+    /// `W::LANES / 8` kernel vectors per generator vector, in lane order,
+    /// written to `out[..W::LANES / 8]`.
+    fn narrow(self, w: <Self::W as Vector>::F, out: &mut [Self::F]);
+
+    /// `f32::clamp(x, lo, hi)`: `lo` if `x < lo`, `hi` if `x > hi`, else
+    /// `x` (a NaN passes through).
+    fn clamp(self, x: Self::F, lo: Self::F, hi: Self::F) -> Self::F;
     /// `((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))`.
     fn sum_tree(self, a: Self::F) -> f32;
 
@@ -274,7 +309,7 @@ pub(crate) trait SimdFn {
 
 /// The instruction set a CPU kernel runs with, resolved against the
 /// processor (an `Avx2` value exists only where AVX2, FMA and F16C are
-/// present).
+/// present, an `Avx512` only where AVX-512 F, DQ, VL and BW are too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Isa {
     /// Plain Rust on `[f32; 8]` lanes, any processor.
@@ -282,16 +317,16 @@ pub(crate) enum Isa {
     /// AVX2 + FMA + F16C.
     #[cfg(target_arch = "x86_64")]
     Avx2(Avx2),
+    /// AVX-512 F + DQ + VL + BW (and AVX2 + FMA + F16C): 16-lane noise
+    /// generator, 8-lane kernels with 32 registers.
+    #[cfg(target_arch = "x86_64")]
+    Avx512(Avx512),
 }
 
 impl Isa {
     /// The best instruction set this processor has.
     pub(crate) fn detect() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(a) = Avx2::detect() {
-            return Isa::Avx2(a);
-        }
-        Isa::Portable
+        Isa::avx512().or_else(Isa::avx2).unwrap_or(Isa::Portable)
     }
 
     /// AVX2 + FMA + F16C if this processor has them.
@@ -303,12 +338,35 @@ impl Isa {
         None
     }
 
+    /// AVX-512 F + DQ + VL + BW (with AVX2 + FMA + F16C) if this processor
+    /// has them.
+    pub(crate) fn avx512() -> Option<Isa> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(a) = Avx512::detect() {
+            return Some(Isa::Avx512(a));
+        }
+        None
+    }
+
     /// Name, as `describe()` prints it.
     pub(crate) fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2(_) => "AVX2+FMA+F16C",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512(_) => "AVX-512 (F+DQ+VL+BW)",
+        }
+    }
+
+    /// Name, as `GAUSSFLOW_CPU_SIMD` spells it.
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2(_) => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512(_) => "avx512",
         }
     }
 
@@ -319,6 +377,47 @@ impl Isa {
             Isa::Portable => f.call(Portable),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2(a) => a.run(f),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512(a) => a.run(f),
         }
     }
+}
+
+/// The x86 instruction-set extensions this processor has that a reader
+/// of a benchmark may care about (AVX-512 subsets, AVX2, FMA, F16C), in a
+/// fixed order; empty elsewhere.
+pub(crate) fn detected_features() -> Vec<&'static str> {
+    #[allow(unused_mut)]
+    let mut v = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! probe {
+            ($($f:tt),*) => {$(
+                if is_x86_feature_detected!($f) {
+                    v.push($f);
+                }
+            )*};
+        }
+        probe!(
+            "avx512f",
+            "avx512dq",
+            "avx512vl",
+            "avx512bw",
+            "avx512cd",
+            "avx512ifma",
+            "avx512vbmi",
+            "avx512vbmi2",
+            "avx512vnni",
+            "avx512bf16",
+            "avx512fp16",
+            "avx512bitalg",
+            "avx512vpopcntdq",
+            "avx2",
+            "fma",
+            "f16c",
+            "avx",
+            "sse4.2"
+        );
+    }
+    v
 }

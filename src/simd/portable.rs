@@ -1,11 +1,15 @@
 //! The portable lanes: `[f32; 8]` and `[u32; 8]`, one scalar operation per
 //! lane (the compiler vectorises what it can). `f32::mul_add` is a fused
 //! multiply-add on every target (a libm call where the hardware lacks it),
-//! so this path computes the same bits as [`super::Avx2`].
+//! so this path computes the same bits as the x86 paths.
+//!
+//! The noise generator runs on [`Pair`]`<Portable>`: the 16-lane layout of
+//! AVX-512 as two 8-lane halves, so that layout is exercised (and held to
+//! the scalar generator, `tests/cpu_simd.rs`) on every processor.
 
 use half::f16;
 
-use super::{LANES, Simd, bf16_bits};
+use super::{LANES, Pair, Simd, Vector, bf16_bits};
 
 /// Portable eight-lane vectors (any processor).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +33,8 @@ fn zip_u(a: U, b: U, f: impl Fn(u32, u32) -> u32) -> U {
     std::array::from_fn(|j| f(a[j], b[j]))
 }
 
-impl Simd for Portable {
+impl Vector for Portable {
+    const LANES: usize = LANES;
     type F = F;
     type U = U;
 
@@ -71,23 +76,6 @@ impl Simd for Portable {
         map(a, f32::round_ties_even)
     }
     #[inline(always)]
-    fn clamp(self, x: F, lo: F, hi: F) -> F {
-        std::array::from_fn(|j| {
-            let mut v = x[j];
-            if v < lo[j] {
-                v = lo[j];
-            }
-            if v > hi[j] {
-                v = hi[j];
-            }
-            v
-        })
-    }
-    #[inline(always)]
-    fn gt(self, a: F, b: F) -> U {
-        std::array::from_fn(|j| if a[j] > b[j] { u32::MAX } else { 0 })
-    }
-    #[inline(always)]
     fn select(self, m: U, a: F, b: F) -> F {
         std::array::from_fn(|j| if m[j] >> 31 != 0 { a[j] } else { b[j] })
     }
@@ -126,12 +114,12 @@ impl Simd for Portable {
         zip_u(a, b, |x, y| x & y)
     }
     #[inline(always)]
-    fn u_or(self, a: U, b: U) -> U {
-        zip_u(a, b, |x, y| x | y)
-    }
-    #[inline(always)]
     fn u_shr<const N: i32>(self, a: U) -> U {
         std::array::from_fn(|j| a[j] >> N)
+    }
+    #[inline(always)]
+    fn i_shr<const N: i32>(self, a: U) -> U {
+        std::array::from_fn(|j| ((a[j] as i32) >> N) as u32)
     }
     #[inline(always)]
     fn u_shl<const N: i32>(self, a: U) -> U {
@@ -159,6 +147,33 @@ impl Simd for Portable {
     #[inline(always)]
     fn interleave4(self, n: [F; 4]) -> [F; 4] {
         std::array::from_fn(|v| std::array::from_fn(|e| n[e % 4][2 * v + e / 4]))
+    }
+}
+
+impl Simd for Portable {
+    type W = Pair<Portable>;
+
+    #[inline(always)]
+    fn wide(self) -> Pair<Portable> {
+        Pair(self)
+    }
+    #[inline(always)]
+    fn narrow(self, w: [F; 2], out: &mut [F]) {
+        out[..2].copy_from_slice(&w);
+    }
+
+    #[inline(always)]
+    fn clamp(self, x: F, lo: F, hi: F) -> F {
+        std::array::from_fn(|j| {
+            let mut v = x[j];
+            if v < lo[j] {
+                v = lo[j];
+            }
+            if v > hi[j] {
+                v = hi[j];
+            }
+            v
+        })
     }
     #[inline(always)]
     fn sum_tree(self, a: F) -> f32 {

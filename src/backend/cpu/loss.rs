@@ -50,10 +50,20 @@ pub(super) fn run<T: Lanes>(isa: Isa, mut op: LossOp<'_>) {
         })
     };
     let n = shape.batch * blocks;
-    let partials: Vec<f32> = if n * LOSS_BLOCK <= super::CHUNK {
+    // Split by total elements, not by (sample, block): at D = 2 each job is
+    // two elements, and 512 of them were 512 rayon tasks (issue 14.2). Each
+    // task now takes about `CHUNK` elements' worth of consecutive jobs; the
+    // partials are the same and collected in the same order, so the bits
+    // do not change.
+    let per_job = shape.dim.min(LOSS_BLOCK);
+    let partials: Vec<f32> = if shape.batch * shape.dim <= super::CHUNK {
         (0..n).map(job).collect()
     } else {
-        (0..n).into_par_iter().map(job).collect()
+        (0..n)
+            .into_par_iter()
+            .with_min_len((super::CHUNK / per_job).max(1))
+            .map(job)
+            .collect()
     };
     let loss = out_ptr::<f32>(&mut op.loss.data);
     for b in 0..shape.batch {

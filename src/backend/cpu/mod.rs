@@ -1,11 +1,13 @@
 //! The CPU backend: the fused kernels in Rust, vectorised eight lanes wide
-//! (AVX2 + FMA + F16C when the processor has them, a portable path
-//! otherwise, chosen at run time; see [`SimdChoice`]) on all cores (rayon).
+//! (AVX-512 or AVX2 + FMA + F16C when the processor has them, a portable
+//! path otherwise, chosen at run time; see [`SimdChoice`]) on all cores
+//! (rayon). The Philox noise generator runs sixteen lanes wide with
+//! AVX-512 (docs/DESIGN.md §6).
 //!
 //! The flattened `[B·D]` element range is cut into fixed chunks of
 //! [`CHUNK`] elements processed in parallel; a chunk may span several samples,
 //! so it is walked as per-sample segments, each with its own row and Philox
-//! sample id; Philox noise is generated 32 normals at a time and combined
+//! sample id; Philox noise is generated 64 normals at a time and combined
 //! from registers (`for_noisy_lanes!`). Nothing here
 //! depends on the thread count: every output element is a fixed function
 //! of its inputs, and the loss reduction sums fixed blocks in a fixed order.
@@ -64,17 +66,23 @@ pub const LOSS_BLOCK: usize = 4096;
 /// Interleaved f32 accumulators inside a loss block.
 pub const LOSS_LANES: usize = LANES;
 
-/// Which instruction set the CPU kernels use.
+/// Which instruction set the CPU kernels use. Every choice gives the same
+/// bits (`tests/cpu_simd.rs`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum SimdChoice {
-    /// The best the processor has (AVX2 + FMA + F16C on x86-64, else
-    /// portable), unless `GAUSSFLOW_CPU_SIMD` names one.
+    /// The best the processor has (AVX-512, else AVX2 + FMA + F16C on
+    /// x86-64, else portable), unless `GAUSSFLOW_CPU_SIMD` names one.
     #[default]
     Auto,
-    /// Plain Rust on eight-lane arrays, any processor.
+    /// Plain Rust on eight-lane arrays, any processor (the noise generator
+    /// on sixteen lanes as two eight-lane halves).
     Portable,
     /// AVX2 + FMA + F16C (an error where the processor lacks them).
     Avx2,
+    /// AVX-512 F + DQ + VL + BW with AVX2 + FMA + F16C: the noise generator
+    /// on sixteen lanes in `zmm` registers, the kernels on eight (an error
+    /// where the processor lacks them).
+    Avx512,
 }
 
 impl std::str::FromStr for SimdChoice {
@@ -84,16 +92,18 @@ impl std::str::FromStr for SimdChoice {
             "auto" | "" => Ok(SimdChoice::Auto),
             "portable" => Ok(SimdChoice::Portable),
             "avx2" => Ok(SimdChoice::Avx2),
+            "avx512" => Ok(SimdChoice::Avx512),
             other => Err(Error::invalid(
                 SIMD_ENV,
-                format!("{other:?} is not one of auto, portable, avx2"),
+                format!("{other:?} is not one of auto, portable, avx2, avx512"),
             )),
         }
     }
 }
 
 /// Environment variable read by [`SimdChoice::Auto`]: `portable` forces the
-/// portable path (e.g. to compare it with the SIMD one), `avx2` requires it.
+/// portable path (e.g. to compare it with the SIMD one), `avx2` and
+/// `avx512` require those.
 pub const SIMD_ENV: &str = "GAUSSFLOW_CPU_SIMD";
 
 /// Options of the CPU backend.
@@ -147,6 +157,11 @@ impl CpuBackend {
                 what: "AVX2 kernels".into(),
                 reason: "this processor lacks AVX2, FMA or F16C".into(),
             })?,
+            SimdChoice::Avx512 => Isa::avx512().ok_or_else(|| Error::Unsupported {
+                backend: BackendKind::Cpu,
+                what: "AVX-512 kernels".into(),
+                reason: "this processor lacks AVX-512 F, DQ, VL or BW (or AVX2, FMA, F16C)".into(),
+            })?,
         };
         Ok(CpuBackend {
             threads: rayon::current_num_threads(),
@@ -154,9 +169,68 @@ impl CpuBackend {
         })
     }
 
-    /// The instruction set the kernels run with (`portable`, `AVX2+FMA+F16C`).
+    /// The instruction set the kernels run with (`portable`, `AVX2+FMA+F16C`,
+    /// `AVX-512 (F+DQ+VL+BW)`).
     pub fn simd(&self) -> &'static str {
         self.isa.name()
+    }
+
+    /// The path the kernels use, every path this processor can run and
+    /// the extensions it has: what a benchmark figure was produced with.
+    pub fn isa(&self) -> IsaReport {
+        IsaReport {
+            kernels: self.isa.key(),
+            available: [Isa::avx512(), Isa::avx2(), Some(Isa::Portable)]
+                .into_iter()
+                .flatten()
+                .map(Isa::key)
+                .collect(),
+            features: crate::simd::detected_features(),
+        }
+    }
+}
+
+/// The instruction sets of the CPU backend on this processor
+/// ([`CpuBackend::isa`]). Paths are named as [`SIMD_ENV`] names them
+/// (`avx512`, `avx2`, `portable`).
+///
+/// Displayed as `avx512 (avx512f, avx512dq, …), avx2 (avx2, fma, f16c),
+/// portable available; kernels use: avx512`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct IsaReport {
+    /// The path the kernels run (`avx512`, `avx2` or `portable`).
+    pub kernels: &'static str,
+    /// Every path this processor can run, best first (`portable` always).
+    pub available: Vec<&'static str>,
+    /// The x86 extensions detected that matter here (the AVX-512 subsets,
+    /// `avx2`, `fma`, `f16c`, `avx`, `sse4.2`), as `is_x86_feature_detected!`
+    /// names them; empty on other architectures.
+    pub features: Vec<&'static str>,
+}
+
+impl std::fmt::Display for IsaReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, path) in self.available.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(path)?;
+            let own: Vec<&str> = self
+                .features
+                .iter()
+                .copied()
+                .filter(|x| match *path {
+                    "avx512" => x.starts_with("avx512"),
+                    "avx2" => matches!(*x, "avx2" | "fma" | "f16c"),
+                    _ => false,
+                })
+                .collect();
+            if !own.is_empty() {
+                write!(f, " ({})", own.join(", "))?;
+            }
+        }
+        write!(f, " available; kernels use: {}", self.kernels)
     }
 }
 
@@ -245,7 +319,7 @@ impl<'a, T: Lanes> NoiseSrc<'a, T> {
     fn segment<S: Simd>(&self, s: S, b: usize, e0: usize, flat: usize) -> SegNoise<'a, S, T> {
         match self {
             NoiseSrc::Philox { key, ids } => SegNoise::Philox {
-                generator: Gen::new(s, key, ids.id(b)),
+                generator: Gen::new(s.wide(), key, ids.id(b)),
                 e0: e0 as u64,
             },
             NoiseSrc::Buffer(buf) => SegNoise::Buffer(&buf[flat..]),
@@ -257,7 +331,7 @@ impl<'a, T: Lanes> NoiseSrc<'a, T> {
 /// segment start: Philox normals generated in registers, or a slice of
 /// the caller's buffer.
 enum SegNoise<'a, S: Simd, T> {
-    Philox { generator: Gen<S>, e0: u64 },
+    Philox { generator: Gen<S::W>, e0: u64 },
     Buffer(&'a [T]),
 }
 
@@ -332,7 +406,7 @@ impl<S: Simd, T: Lanes> SegNoise<'_, S, T> {
 /// over `0 .. len`, `ξ` the f32 noise vector of elements `i .. i + n` of
 /// `noise` (an `Option<SegNoise>`; without noise `ξ` is zero and unused).
 ///
-/// Whole groups of [`GROUP`] (32) elements take their noise straight from
+/// Whole groups of [`GROUP`] (64) elements take their noise straight from
 /// the generator's registers, so the normals never go through memory; only
 /// the ragged ends (a head up to the first Philox block boundary, a tail
 /// under 32 elements) go through a small buffer ([`SegNoise::vectors`]).

@@ -103,6 +103,7 @@ pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     "backend": r.backend,
                     "device": r.device.as_ref().ok(),
                     "unavailable": r.device.as_ref().err(),
+                    "isa": r.isa,
                     "rows": r.rows,
                 })
             })
@@ -117,6 +118,9 @@ pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             match &r.device {
                 Ok(d) => {
                     outln!("== bench {} ({d})", r.backend);
+                    if let Some(isa) = &r.isa {
+                        outln!("cpu isa: {isa}");
+                    }
                     outln!("{}", bench::format_table(&r.rows));
                     if let Some(w) = bench::noise_warning(&r.rows) {
                         outln!("{w}\n");
@@ -146,6 +150,9 @@ pub fn summary() -> Result<ExitCode, Box<dyn std::error::Error>> {
         engine.kind(),
         engine.describe()
     );
+    if let Some(cpu) = engine.as_cpu() {
+        outln!("cpu isa: {}", cpu.isa());
+    }
     outln!("{}", bench::format_table(&rows));
     outln!("{}", bench::TABLE_LEGEND);
     if let Some(w) = bench::noise_warning(&rows) {

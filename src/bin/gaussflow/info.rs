@@ -16,6 +16,8 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let probes = Engine::probe_all();
     let auto = Engine::auto();
+    // The CPU backend as `Engine::cpu()` makes it (`GAUSSFLOW_CPU_SIMD` applies).
+    let isa = gaussflow::backend::cpu::CpuBackend::new().isa();
     if args.json {
         let backends: Vec<_> = probes
             .iter()
@@ -33,6 +35,7 @@ pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 Err(e) => serde_json::json!({"error": e.to_string()}),
             },
             "env": std::env::var(gaussflow::backend::BACKEND_ENV).ok(),
+            "cpu_isa": isa,
         });
         outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
@@ -44,6 +47,7 @@ pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             Err(why) => outln!("  {:<5} unavailable  {why}", p.backend.name()),
         }
     }
+    outln!("  cpu isa: {isa}");
     match &auto {
         Ok(e) => outln!(
             "  auto → {} ({})",

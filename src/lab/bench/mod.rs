@@ -494,6 +494,9 @@ pub struct BackendBench {
     pub device: std::result::Result<String, String>,
     /// The rows (empty when it did not start).
     pub rows: Vec<BenchRow>,
+    /// On the CPU backend: the instruction set that produced every row, and
+    /// what else this processor has.
+    pub isa: Option<crate::backend::cpu::IsaReport>,
 }
 
 /// The backends benchmarked when none is named: the CPU always; then, if
@@ -535,12 +538,14 @@ pub fn run_backends(
                     backend: kind,
                     device: Ok(engine.describe()),
                     rows,
+                    isa: engine.as_cpu().map(|c| c.isa()),
                 });
             }
             Err(e) => out.push(BackendBench {
                 backend: kind,
                 device: Err(e.to_string()),
                 rows: Vec::new(),
+                isa: None,
             }),
         }
     }

@@ -137,7 +137,12 @@ impl<'e> Workload<'e> {
                 "0 elements: nothing to time (every size must be at least 1)",
             ));
         }
-        let shape = shape_for(n);
+        Self::with_shape(engine, op, shape_for(n), dtype)
+    }
+
+    /// [`Workload::new`] on an explicit `[B, D]` (e.g. the small-D shapes
+    /// of issue 14: `B = 4096 × D = 2`, `B = 256 × D = 64`).
+    pub fn with_shape(engine: &'e Engine, op: BenchOp, shape: Shape, dtype: DType) -> Result<Self> {
         let sc = Scalars::new()?;
         let mut v = Vec::new();
         for i in 0..10 {
