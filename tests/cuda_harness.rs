@@ -590,3 +590,84 @@ fn aligned_variant_is_chosen_only_when_legal() {
     assert_eq!(l.block, (abi::THREADS, 1, 1));
     assert!(l.grid.0 as u64 <= limits.block_cap());
 }
+
+/// The NaN/Inf policy (README "Non-finite values") holds in the CUDA C
+/// kernels too, compiled as host C++: a NaN x̂ stays NaN through the clip
+/// (and with no clip), ±Inf clips to ±clip, and an infinite prediction
+/// gives an infinite loss — bit for bit what the CPU backend writes.
+#[test]
+fn non_finite_values_are_treated_as_on_the_cpu() {
+    let cpu = Engine::cpu();
+    let shape = Shape::new(2, 8);
+    let mut v: Vec<f32> = (0..16).map(|i| (i as f32 * 0.7).sin() * 3.0).collect();
+    v[3] = f32::NAN;
+    v[9] = f32::INFINITY;
+    v[12] = f32::NEG_INFINITY;
+    let x = HostTensor::from_f32(shape, &v, DType::F32).unwrap();
+    let nan_bits = |t: &HostTensor| -> Vec<u32> {
+        t.to_f32_vec()
+            .iter()
+            .map(|x| if x.is_nan() { u32::MAX } else { x.to_bits() })
+            .collect()
+    };
+    let step = |r: &dyn KernelRunner, clip: f32| {
+        let row = StepRow {
+            x_hat: [1.0, 0.0, 0.0, 0.0],
+            out: [0.0; 4],
+            out_x_hat: 1.0,
+            noise: 0.0,
+            clip,
+            pad: 0.0,
+        };
+        let (mut out, mut xh) = (poisoned(shape, DType::F32), poisoned(shape, DType::F32));
+        r.step(
+            [Some(&x), None, None, None],
+            &[row],
+            None,
+            &mut out,
+            Some(&mut xh),
+        )
+        .unwrap();
+        (nan_bits(&out), nan_bits(&xh))
+    };
+    for clip in [1.0, NO_CLIP] {
+        let want = step(&cpu, clip);
+        assert_eq!(want.1[3], u32::MAX, "CPU keeps the NaN (clip {clip})");
+        for r in runners() {
+            assert_eq!(step(&r, clip), want, "{} clip {clip}", r.label());
+        }
+    }
+    let target = HostTensor::from_f32(shape, &[0.5; 16], DType::F32).unwrap();
+    let mut pred = vec![0.25f32; 16];
+    pred[2] = f32::INFINITY; // sample 0: +Inf
+    pred[10] = f32::NAN; // sample 1: NaN
+    let pred = HostTensor::from_f32(shape, &pred, DType::F32).unwrap();
+    let loss = |r: &dyn KernelRunner| {
+        let mut l = [0.0f32; 2];
+        let row = LossRow {
+            weight: 1.0,
+            c: 0.0,
+            d: 0.0,
+            pad: 0.0,
+        };
+        r.loss(
+            &pred,
+            &HostTarget::Read(target.clone()),
+            &[row],
+            &mut l,
+            None,
+        )
+        .unwrap();
+        l
+    };
+    let want = loss(&cpu);
+    assert!(want[0] == f32::INFINITY && want[1].is_nan(), "{want:?}");
+    for r in runners() {
+        let got = loss(&r);
+        assert!(
+            got[0] == f32::INFINITY && got[1].is_nan(),
+            "{}: {got:?}",
+            r.label()
+        );
+    }
+}
