@@ -10,6 +10,89 @@ use crate::golden;
 
 use gaussflow::{DType, Engine, HostTensor, Shape, Tensor};
 
+/// Variance of the data the stand-in models are exact for: `x ~ N(0, S2 I)`.
+const S2: f64 = 0.25;
+/// Shape of the runs: 8 samples of 256 elements (2048 values for the
+/// variance check; its standard error is `S2 √(2/2048)`, 3 %).
+const SHAPE: Shape = Shape { batch: 8, dim: 256 };
+
+/// Unit-variance latents (the snippets' `latents` / `noise`), Philox seed 5.
+fn gaussian_latents(engine: &Engine) -> gaussflow::Result<Tensor> {
+    gaussflow::sampling::prior_sample(
+        engine,
+        SHAPE,
+        DType::F32,
+        1.0,
+        5,
+        gaussflow::SampleIds::Offset(0),
+    )
+}
+
+/// The exact prediction for data `N(0, S2 I)` at `(α, σ)`, as a UNet would
+/// give it: `x̂ = α S2 z / (α² S2 + σ²)`, `ε̂ = σ z / (α² S2 + σ²)`;
+/// `velocity` asks for `ε̂ − x̂` (the flow transformer's target), else `ε̂`.
+fn exact_model(
+    engine: &Engine,
+    z: &Tensor,
+    alpha: f64,
+    sigma: f64,
+    velocity: bool,
+) -> gaussflow::Result<Tensor> {
+    let den = alpha * alpha * S2 + sigma * sigma;
+    let (kx, ke) = (alpha * S2 / den, sigma / den);
+    let k = if velocity { ke - kx } else { ke };
+    let v: Vec<f32> = engine
+        .download(&z.view())?
+        .to_f32_vec()
+        .iter()
+        .map(|&zi| (k * f64::from(zi)) as f32)
+        .collect();
+    engine.upload(&HostTensor::from_f32(z.shape(), &v, DType::F32)?)
+}
+
+/// The ε-UNet of the SD schedule (diffusers' timestep, fractional for
+/// linspace / Karras grids) for data `N(0, S2 I)`.
+fn sd_unet(
+    engine: &Engine,
+) -> gaussflow::Result<impl Fn(&Tensor, f64) -> gaussflow::Result<Tensor> + '_> {
+    use gaussflow::Schedule;
+    use gaussflow::schedule::{BetaSchedule, DiscreteConfig, Precision};
+    let sd = DiscreteConfig::new(BetaSchedule::scaled_linear())
+        .precision(Precision::Diffusers)
+        .build()?;
+    Ok(move |z: &Tensor, timestep: f64| {
+        let at = sd.at(sd.t_of_timestep(timestep))?;
+        exact_model(engine, z, at.alpha, at.sigma, false)
+    })
+}
+
+/// The ratio of the sample's standard deviation to the latents'. With an
+/// exact model for Gaussian data every sampler here is a linear map of the
+/// latents, so this is the sampler's own gain, whatever the draw.
+fn std_ratio(engine: &Engine, latents: &Tensor, t: &Tensor) -> f64 {
+    let std = |t: &Tensor| {
+        let v = engine.download(&t.view()).unwrap().to_f64_vec();
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        (v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt()
+    };
+    std(t) / std(latents)
+}
+
+/// The sample has about the data's spread: the exact probability-flow map
+/// takes `std(z_T) ≈ 1` to `√S2`; a sampler of 20–50 steps on data this
+/// narrow lands within 12 % of it (DDIM's own gain, computed independently
+/// below, is 0.479 for the DDIM recipe). A wrong prediction type, grid or
+/// model timestep is far off.
+fn has_data_variance(engine: &Engine, latents: &Tensor, t: &Tensor, what: &str) {
+    let ratio = std_ratio(engine, latents, t);
+    assert!(
+        (ratio / S2.sqrt() - 1.0).abs() < 0.12,
+        "{what}: std ratio {ratio}, the exact map's {}",
+        S2.sqrt()
+    );
+}
+
 fn zeros(engine: &Engine, shape: Shape) -> gaussflow::Result<Tensor> {
     engine.upload(&HostTensor::from_f32(
         shape,
@@ -35,9 +118,9 @@ fn readme_ddim() -> gaussflow::Result<()> {
     use gaussflow::schedule::{BetaSchedule, DiscreteConfig, Precision};
     use gaussflow::{Prediction, SampleIds};
     let engine = Engine::cpu();
-    let shape = Shape::new(1, 4 * 8 * 8);
-    let latents = zeros(&engine, shape)?;
-    let unet = |_z: &Tensor, _timestep: i64| zeros(&engine, shape);
+    let latents = gaussian_latents(&engine)?;
+    let sd = sd_unet(&engine)?;
+    let unet = |z: &Tensor, timestep: i64| sd(z, timestep as f64);
 
     // --- README snippet: DDIMScheduler ---
     // DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
@@ -61,7 +144,25 @@ fn readme_ddim() -> gaussflow::Result<()> {
         Ok(())
     })?;
     // --- end ---
-    assert!(finite(&engine, &sample));
+    has_data_variance(&engine, &latents, &sample, "DDIM recipe");
+    // DDIM with the exact model, step by step on the host: each step maps
+    // z_t to α_s x̂ + σ_s ε̂ = (α_s k_x + σ_s k_ε) z_t (diffusers' formula,
+    // not the kernel's rows); the engine's gain must be that product.
+    let sd = DiscreteConfig::new(BetaSchedule::scaled_linear())
+        .precision(Precision::Diffusers)
+        .build()?;
+    let mut gain = 1.0;
+    for st in &steps {
+        use gaussflow::Schedule;
+        let (at, as_) = (sd.at(st.t)?, sd.at(st.s)?);
+        let den = at.alpha * at.alpha * S2 + at.sigma * at.sigma;
+        gain *= as_.alpha * at.alpha * S2 / den + as_.sigma * at.sigma / den;
+    }
+    let ratio = std_ratio(&engine, &latents, &sample);
+    assert!(
+        (ratio / gain - 1.0).abs() < 1e-4,
+        "DDIM gain {ratio}, host recursion {gain}"
+    );
     Ok(())
 }
 
@@ -73,9 +174,9 @@ fn readme_euler() -> gaussflow::Result<()> {
     use gaussflow::schedule::{BetaSchedule, DiscreteConfig, Precision, ZeroSnrTerminal};
     use gaussflow::{Prediction, SampleIds};
     let engine = Engine::cpu();
-    let shape = Shape::new(1, 4 * 8 * 8);
-    let latents = zeros(&engine, shape)?;
-    let unet = |_z: &Tensor, _timestep: f64| zeros(&engine, shape);
+    let sd = sd_unet(&engine)?;
+    let latents = gaussian_latents(&engine)?;
+    let unet = |z: &Tensor, timestep: f64| sd(z, timestep);
 
     // The README's commented alternative (use_karras_sigmas=True), compiled:
     let sd = DiscreteConfig::new(BetaSchedule::scaled_linear())
@@ -105,7 +206,12 @@ fn readme_euler() -> gaussflow::Result<()> {
         Ok(())
     })?;
     // --- end ---
-    assert!(finite(&engine, &sample));
+    has_data_variance(
+        &engine,
+        &gaussian_latents(&engine)?,
+        &sample,
+        "Euler recipe",
+    );
     Ok(())
 }
 
@@ -117,9 +223,9 @@ fn readme_dpm_solver() -> gaussflow::Result<()> {
     use gaussflow::schedule::{BetaSchedule, DiscreteConfig, Precision};
     use gaussflow::{Prediction, SampleIds};
     let engine = Engine::cpu();
-    let shape = Shape::new(1, 4 * 8 * 8);
-    let latents = zeros(&engine, shape)?;
-    let unet = |_z: &Tensor, _timestep: f64| zeros(&engine, shape);
+    let sd = sd_unet(&engine)?;
+    let latents = gaussian_latents(&engine)?;
+    let unet = |z: &Tensor, timestep: f64| sd(z, timestep);
 
     // The README's commented alternative (use_karras_sigmas=True), compiled:
     let sd = DiscreteConfig::new(BetaSchedule::scaled_linear())
@@ -147,7 +253,12 @@ fn readme_dpm_solver() -> gaussflow::Result<()> {
         Ok(())
     })?;
     // --- end ---
-    assert!(finite(&engine, &sample));
+    has_data_variance(
+        &engine,
+        &gaussian_latents(&engine)?,
+        &sample,
+        "DPM-Solver++ recipe",
+    );
     Ok(())
 }
 
@@ -160,9 +271,13 @@ fn readme_flow_match() -> gaussflow::Result<()> {
     use gaussflow::schedule::compat::numpy_linspace;
     use gaussflow::{Prediction, SampleIds};
     let engine = Engine::cpu();
-    let shape = Shape::new(1, 16 * 8 * 8);
-    let noise = zeros(&engine, shape)?;
-    let transformer = |_z: &Tensor, _timestep: f64| zeros(&engine, shape);
+
+    let noise = gaussian_latents(&engine)?;
+    // The flow transformer (timestep = 1000 σ = 1000 t) for data N(0, S2 I).
+    let transformer = |z: &Tensor, timestep: f64| {
+        let t = timestep / 1000.0;
+        exact_model(&engine, z, 1.0 - t, t, true)
+    };
 
     // --- README snippet: FlowMatchEulerDiscreteScheduler ---
     // SD3: FlowMatchEulerDiscreteScheduler(shift=3.0); set_timesteps(28)
@@ -183,7 +298,7 @@ fn readme_flow_match() -> gaussflow::Result<()> {
         Ok(())
     })?;
     // --- end ---
-    assert!(finite(&engine, &latents));
+    has_data_variance(&engine, &noise, &latents, "flow-match recipe");
     assert_eq!(flux_grid.t.len(), 29, "28 steps and the final 0");
     // The snippet's Flux sigmas are the ones the golden passed.
     let n = 28;
