@@ -526,6 +526,63 @@ impl Workload<'_> {
             }
             Ok(())
         };
+        if self.dtype == crate::tensor::DType::F32 {
+            // f32: each kernel reads and writes the tensors in place.
+            let dd = d.max(1);
+            self.t.write(sq, |t, out| -> Result<()> {
+                let (p, q) = (
+                    t.get(pred).host_slice()?.typed::<f32>()?,
+                    t.get(target).host_slice()?.typed::<f32>()?,
+                );
+                let o = match out.host_slice_mut()? {
+                    crate::tensor::HostSliceMut::F32(o) => o,
+                    _ => unreachable!("f32 workload"),
+                };
+                o.par_chunks_mut(dd)
+                    .zip(p.par_chunks(dd).zip(q.par_chunks(dd)))
+                    .for_each(|(o, (a, b))| {
+                        for ((o, x), y) in o.iter_mut().zip(a).zip(b) {
+                            *o = (x - y) * (x - y);
+                        }
+                    });
+                Ok(())
+            })?;
+            let stored = self.t.get(sq).host_slice()?.typed::<f32>()?;
+            let losses: Vec<f32> = stored
+                .par_chunks(dd)
+                .zip(&weights)
+                .map(|(row, &w)| {
+                    w * (row.iter().map(|&v| f64::from(v)).sum::<f64>() / d as f64) as f32
+                })
+                .collect();
+            match self.loss_out.host_slice_mut()? {
+                crate::tensor::HostSliceMut::F32(o) => o.copy_from_slice(&losses),
+                _ => unreachable!("the loss output is f32"),
+            }
+            self.t.write(grad, |t, out| -> Result<()> {
+                let (p, q) = (
+                    t.get(pred).host_slice()?.typed::<f32>()?,
+                    t.get(target).host_slice()?.typed::<f32>()?,
+                );
+                let o = match out.host_slice_mut()? {
+                    crate::tensor::HostSliceMut::F32(o) => o,
+                    _ => unreachable!("f32 workload"),
+                };
+                o.par_chunks_mut(dd)
+                    .zip(p.par_chunks(dd).zip(q.par_chunks(dd)))
+                    .zip(&weights)
+                    .for_each(|((o, (a, b)), &w)| {
+                        let k = 2.0 * w / d as f32;
+                        for ((o, x), y) in o.iter_mut().zip(a).zip(b) {
+                            *o = k * (x - y);
+                        }
+                    });
+                Ok(())
+            })?;
+            return Ok(true);
+        }
+        // f16 / bf16: widened to f32 and narrowed back, as ATen's CPU
+        // kernels compute half types (the copies are the conversions).
         let (p, q) = (widen(self.t.get(pred))?, widen(self.t.get(target))?);
         // 1. (pred − target)²
         let diff_sq: Vec<f32> = p
