@@ -65,14 +65,12 @@ pub mod run;
 
 pub use run::Run;
 
-use crate::backend::{Engine, Noise, NoiseOp, RowTable, SampleIds};
+use crate::backend::{Engine, Noise, RowTable, SampleIds, StepOp};
 use crate::error::{Error, Result};
 use crate::rng::{Domain, NoiseKey};
-use crate::rows::{NoiseRow, StepRow};
+use crate::rows::StepRow;
 use crate::sampler::{Plan, PlanStage, Sampler};
-use crate::tensor::{
-    DType, HostData, HostSlice, HostSliceMut, HostTensor, Shape, Tensor, View, ViewMut,
-};
+use crate::tensor::{DType, HostSlice, HostSliceMut, Shape, Tensor, View, ViewMut};
 
 /// The Philox stream of the prior sample drawn by [`prior_sample`]
 /// (domain [`Domain::SAMPLER_STEP`]): no plan stage reaches it, since plans
@@ -376,8 +374,9 @@ where
 
 /// A draw from the prior `N(0, scale² I)`, `[B, D]` (scale = `σ` at the
 /// first step's `t`, 1 for VP and flow schedules at `t = 1`): one fused
-/// noising launch with Philox key `(seed, PRIOR_STREAM, SAMPLER_STEP)`, so
-/// with the same seed and ids a sample's start does not depend on its batch.
+/// launch with Philox key `(seed, PRIOR_STREAM, SAMPLER_STEP)`, so with the
+/// same seed and ids a sample's start does not depend on its batch
+/// ([`randn`] with [`prior_key`]).
 pub fn prior_sample(
     engine: &Engine,
     shape: Shape,
@@ -386,29 +385,42 @@ pub fn prior_sample(
     seed: u64,
     ids: SampleIds<'_>,
 ) -> Result<Tensor> {
-    let row = crate::rows::NoiseCoeffs {
-        a: 0.0,
-        b: scale,
-        c: 0.0,
-        d: 0.0,
+    randn(engine, shape, dtype, scale, prior_key(seed), ids)
+}
+
+/// `scale · ξ`, `[B, D]`, with `ξ` the standard normals of `key` for the
+/// sample ids `ids` — the same values the noising kernel draws for that key
+/// — written by one step launch that reads no tensor (a row whose only
+/// coefficient is the noise's), so nothing is uploaded to draw noise.
+pub fn randn(
+    engine: &Engine,
+    shape: Shape,
+    dtype: DType,
+    scale: f64,
+    key: NoiseKey,
+    ids: SampleIds<'_>,
+) -> Result<Tensor> {
+    let row = StepRow {
+        x_hat: [0.0; 4],
+        out: [0.0; 4],
+        out_x_hat: 0.0,
+        noise: crate::error::check_finite(|| "randn scale".into(), scale)? as f32,
+        clip: crate::rows::NO_CLIP,
+        pad: 0.0,
+    };
+    if !row.noise.is_finite() {
+        return Err(Error::NonFinite {
+            what: "randn scale (as f32)".into(),
+            value: scale,
+        });
     }
-    .to_row()?;
-    // The output first: the engine refuses a shape its device cannot hold
-    // before the host allocates the zeros.
     let mut z = engine.alloc(shape, dtype)?;
-    let x = engine.upload(&HostTensor::new(
-        shape,
-        HostData::filled(shape.len()?, dtype, 0.0, "the prior sample's zero data")?,
-    )?)?;
-    engine.noise(NoiseOp {
-        x: x.view(),
-        rows: (&row as &NoiseRow).into(),
-        noise: Noise::Philox {
-            key: prior_key(seed),
-            ids,
-        },
-        z: z.view_mut(),
-        target: None,
+    engine.step(StepOp {
+        inputs: [None, None, None, None],
+        rows: (&row).into(),
+        noise: Some(Noise::Philox { key, ids }),
+        out: z.view_mut(),
+        x_hat: None,
     })?;
     Ok(z)
 }

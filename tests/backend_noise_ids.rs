@@ -344,3 +344,86 @@ fn different_ids_streams_and_domains_give_different_noise(engine: &gaussflow::En
         }
     });
 }
+
+/// `sampling::randn` (one step launch reading nothing) draws exactly the
+/// noise the noising kernel draws for the same key and ids, on every
+/// backend, at sizes that straddle the CPU chunk; `prior_sample` is it.
+#[test(engines)]
+fn randn_is_the_noising_kernels_noise(engine: &gaussflow::Engine) {
+    use gaussflow::sampling::{prior_key, prior_sample, randn};
+    use gaussflow::{Noise, NoiseOp, SampleIds};
+    let key = NoiseKey::new(77, Domain::SAMPLER_STEP).with_stream(3);
+    let ids: Vec<u32> = vec![9, 2, 40];
+    for dtype in DType::ALL {
+        if !engine.supports(dtype) {
+            continue;
+        }
+        for (b, d) in [(1, 1), (3, 7), (3, 16411)] {
+            let shape = Shape::new(b, d);
+            let sample_ids = if b == 3 {
+                SampleIds::Explicit(&ids)
+            } else {
+                SampleIds::Offset(5)
+            };
+            let got = randn(engine, shape, dtype, 0.75, key, sample_ids).unwrap();
+            let zeros = engine
+                .upload(&HostTensor::from_f32(shape, &vec![0.0; b * d], dtype).unwrap())
+                .unwrap();
+            let mut want = engine.alloc(shape, dtype).unwrap();
+            engine
+                .noise(NoiseOp {
+                    x: zeros.view(),
+                    rows: (&NoiseRow {
+                        a: 0.0,
+                        b: 0.75,
+                        c: 0.0,
+                        d: 0.0,
+                    })
+                        .into(),
+                    noise: Noise::Philox {
+                        key,
+                        ids: sample_ids,
+                    },
+                    z: want.view_mut(),
+                    target: None,
+                })
+                .unwrap();
+            let (g, w) = (
+                engine.download(&got.view()).unwrap(),
+                engine.download(&want.view()).unwrap(),
+            );
+            assert_eq!(g.data(), w.data(), "{dtype} [{b}, {d}]");
+            assert!(
+                g.to_f32_vec().iter().all(|v| *v != 0.0),
+                "every element written"
+            );
+        }
+    }
+    // prior_sample is randn with the prior's key.
+    let shape = Shape::new(2, 33);
+    let a = prior_sample(engine, shape, DType::F32, 1.5, 4, SampleIds::Offset(0)).unwrap();
+    let b = randn(
+        engine,
+        shape,
+        DType::F32,
+        1.5,
+        prior_key(4),
+        SampleIds::Offset(0),
+    )
+    .unwrap();
+    assert_eq!(
+        engine.download(&a.view()).unwrap(),
+        engine.download(&b.view()).unwrap()
+    );
+    assert!(matches!(
+        randn(
+            engine,
+            shape,
+            DType::F32,
+            f64::NAN,
+            key,
+            SampleIds::Offset(0)
+        ),
+        Err(gaussflow::Error::NonFinite { .. })
+    ));
+}
