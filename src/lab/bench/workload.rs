@@ -526,95 +526,91 @@ impl Workload<'_> {
             }
             Ok(())
         };
+        let dd = d.max(1);
+        // 1. (pred − target)²   3. 2 w_b (pred − target) / D
+        // (per sample: the element map of sample b, given its weight w_b)
+        let square = |_: f32| |x: f32, y: f32| (x - y) * (x - y);
+        let backward = |w: f32| {
+            let k = 2.0 * w / d as f32;
+            move |x: f32, y: f32| k * (x - y)
+        };
         if self.dtype == crate::tensor::DType::F32 {
             // f32: each kernel reads and writes the tensors in place.
-            let dd = d.max(1);
-            self.t.write(sq, |t, out| -> Result<()> {
-                let (p, q) = (
-                    t.get(pred).host_slice()?.typed::<f32>()?,
-                    t.get(target).host_slice()?.typed::<f32>()?,
-                );
-                let o = match out.host_slice_mut()? {
-                    crate::tensor::HostSliceMut::F32(o) => o,
-                    _ => unreachable!("f32 workload"),
-                };
-                o.par_chunks_mut(dd)
-                    .zip(p.par_chunks(dd).zip(q.par_chunks(dd)))
-                    .for_each(|(o, (a, b))| {
-                        for ((o, x), y) in o.iter_mut().zip(a).zip(b) {
-                            *o = (x - y) * (x - y);
-                        }
-                    });
-                Ok(())
-            })?;
+            f32_pass(&mut self.t, pred, target, sq, &weights, dd, square)?;
+            // 2. the per-sample mean, weighted (reads what pass 1 wrote)
             let stored = self.t.get(sq).host_slice()?.typed::<f32>()?;
-            let losses: Vec<f32> = stored
-                .par_chunks(dd)
-                .zip(&weights)
-                .map(|(row, &w)| {
-                    w * (row.iter().map(|&v| f64::from(v)).sum::<f64>() / d as f64) as f32
-                })
-                .collect();
-            match self.loss_out.host_slice_mut()? {
-                crate::tensor::HostSliceMut::F32(o) => o.copy_from_slice(&losses),
-                _ => unreachable!("the loss output is f32"),
-            }
-            self.t.write(grad, |t, out| -> Result<()> {
-                let (p, q) = (
-                    t.get(pred).host_slice()?.typed::<f32>()?,
-                    t.get(target).host_slice()?.typed::<f32>()?,
-                );
-                let o = match out.host_slice_mut()? {
-                    crate::tensor::HostSliceMut::F32(o) => o,
-                    _ => unreachable!("f32 workload"),
-                };
-                o.par_chunks_mut(dd)
-                    .zip(p.par_chunks(dd).zip(q.par_chunks(dd)))
-                    .zip(&weights)
-                    .for_each(|((o, (a, b)), &w)| {
-                        let k = 2.0 * w / d as f32;
-                        for ((o, x), y) in o.iter_mut().zip(a).zip(b) {
-                            *o = k * (x - y);
-                        }
-                    });
-                Ok(())
-            })?;
+            let losses = weighted_means(stored, &weights, d);
+            self.loss_out
+                .host_slice_mut()?
+                .typed::<f32>()?
+                .copy_from_slice(&losses);
+            f32_pass(&mut self.t, pred, target, grad, &weights, dd, backward)?;
             return Ok(true);
         }
         // f16 / bf16: widened to f32 and narrowed back, as ATen's CPU
         // kernels compute half types (the copies are the conversions).
         let (p, q) = (widen(self.t.get(pred))?, widen(self.t.get(target))?);
-        // 1. (pred − target)²
-        let diff_sq: Vec<f32> = p
-            .par_iter()
-            .zip(&q)
-            .map(|(a, b)| (a - b) * (a - b))
-            .collect();
-        self.t.write(sq, |_, t| narrow(t, &diff_sq))?;
-        // 2. the per-sample mean, weighted
-        let stored = widen(self.t.get(sq))?;
-        let losses: Vec<f32> = stored
-            .par_chunks(d.max(1))
-            .zip(&weights)
-            .map(|(row, &w)| w * (row.iter().map(|&v| f64::from(v)).sum::<f64>() / d as f64) as f32)
-            .collect();
-        match self.loss_out.host_slice_mut()? {
-            crate::tensor::HostSliceMut::F32(o) => o.copy_from_slice(&losses),
-            _ => unreachable!("the loss output is f32"),
-        }
-        // 3. the backward kernel
-        let g: Vec<f32> = p
-            .par_chunks(d.max(1))
-            .zip(q.par_chunks(d.max(1)))
-            .zip(&weights)
-            .flat_map_iter(|((a, b), &w)| {
-                let k = 2.0 * w / d as f32;
-                a.iter().zip(b).map(move |(x, y)| k * (x - y))
-            })
-            .collect();
-        self.t.write(grad, |_, t| narrow(t, &g))?;
+        let mut v = vec![0.0f32; p.len()];
+        pair_pass(&p, &q, &weights, dd, &mut v, square);
+        self.t.write(sq, |_, t| narrow(t, &v))?;
+        let losses = weighted_means(&widen(self.t.get(sq))?, &weights, d);
+        self.loss_out
+            .host_slice_mut()?
+            .typed::<f32>()?
+            .copy_from_slice(&losses);
+        pair_pass(&p, &q, &weights, dd, &mut v, backward);
+        self.t.write(grad, |_, t| narrow(t, &v))?;
         Ok(true)
     }
+}
+
+/// [`pair_pass`] on the arena's f32 tensors, writing tensor `out` in place.
+fn f32_pass<G: Fn(f32, f32) -> f32>(
+    t: &mut Arena,
+    pred: usize,
+    target: usize,
+    out: usize,
+    weights: &[f32],
+    d: usize,
+    f: impl Fn(f32) -> G + Sync,
+) -> Result<()> {
+    t.write(out, |t, o| {
+        let p = t.get(pred).host_slice()?.typed::<f32>()?;
+        let q = t.get(target).host_slice()?.typed::<f32>()?;
+        pair_pass(p, q, weights, d, o.host_slice_mut()?.typed::<f32>()?, f);
+        Ok(())
+    })
+}
+
+/// One elementwise eager kernel over `[B, D]`: `out = f(w_b)(pred, target)`
+/// (the per-sample factor is computed once per sample, as ATen does).
+fn pair_pass<G: Fn(f32, f32) -> f32>(
+    p: &[f32],
+    q: &[f32],
+    weights: &[f32],
+    d: usize,
+    out: &mut [f32],
+    f: impl Fn(f32) -> G + Sync,
+) {
+    use rayon::prelude::*;
+    out.par_chunks_mut(d)
+        .zip(p.par_chunks(d).zip(q.par_chunks(d)))
+        .zip(weights)
+        .for_each(|((o, (a, b)), &w)| {
+            let g = f(w);
+            for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
+                *o = g(x, y);
+            }
+        });
+}
+
+/// The eager reduction: `l_b = w_b · mean_d sq` (summed in f64).
+fn weighted_means(sq: &[f32], weights: &[f32], d: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    sq.par_chunks(d.max(1))
+        .zip(weights)
+        .map(|(row, &w)| w * (row.iter().map(|&v| f64::from(v)).sum::<f64>() / d as f64) as f32)
+        .collect()
 }
 
 /// `out = ξ`: the row of a noise-only step.
