@@ -28,9 +28,12 @@ typedef unsigned long long gf_u64;
 struct gf_noise_row {
     float a, b, c, d;
 };
+// Step inputs: STATE, MODEL, MODEL_UNCOND, then GF_HISTORY_SLOTS history
+// entries, newest first (src/rows.rs).
+#define GF_STEP_INPUTS 8
 struct gf_step_row {
-    float x_hat[4];
-    float out[4];
+    float x_hat[GF_STEP_INPUTS];
+    float out[GF_STEP_INPUTS];
     float out_x_hat, noise, clip, pad;
 };
 struct gf_loss_row {
@@ -63,7 +66,7 @@ struct gf_noise_args {
 };
 
 struct gf_step_args {
-    const void* in[4];  // slots STATE, MODEL, MODEL_UNCOND, HISTORY; 0 = absent (reads 0)
+    const void* in[GF_STEP_INPUTS];  // by slot (STATE, MODEL, MODEL_UNCOND, history…); 0 = absent
     void* out;
     void* x_hat;  // may be 0
     const gf_step_row* rows;

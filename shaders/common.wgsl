@@ -33,7 +33,7 @@ struct Params {
     item_blk: u32,
     nblk: u32,
     pad: u32,
-    off: array<vec4<u32>, 2>,
+    off: array<vec4<u32>, 3>,
 }
 
 @group(0) @binding(0) var<uniform> P: Params;

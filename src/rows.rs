@@ -19,10 +19,21 @@ pub const STATE: usize = 0;
 pub const MODEL: usize = 1;
 /// Input slot holding the unconditional model output (classifier-free guidance).
 pub const MODEL_UNCOND: usize = 2;
-/// Input slot holding sampler history (e.g. the previous `x̂` of a multistep solver).
+/// Input slot holding the newest sampler history entry (e.g. the previous
+/// `x̂` of a multistep solver); older entries follow it, see [`history`].
 pub const HISTORY: usize = 3;
-/// Number of input slots of the step kernel.
-pub const STEP_INPUTS: usize = 4;
+/// Number of history slots: enough for every linear multistep sampler
+/// gaussflow has (LMS and PNDM of order 4 read three past entries, UniPC of
+/// order 3 with its corrector three, DPM-Solver++(3M) two), with one to spare.
+pub const HISTORY_SLOTS: usize = 5;
+/// Number of input slots of the step kernel: state, two model outputs and
+/// the history entries.
+pub const STEP_INPUTS: usize = HISTORY + HISTORY_SLOTS;
+
+// History entries form a stack: a stage that writes history pushes its `x̂`
+// output on top and the oldest entry drops off, so slot `HISTORY + a` holds
+// the entry written `a` history-writing stages ago and a row computed at
+// plan time knows what each slot holds (docs/DESIGN.md §4).
 
 /// `clip` value meaning "no clamp of `x̂`" (finite on purpose: WGSL may assume
 /// no infinities).
@@ -49,22 +60,24 @@ pub struct NoiseRow {
 /// out = Σ_k out[k] · in_k + out_x_hat · X + noise · ξ
 /// ```
 ///
-/// with inputs in the slots [`STATE`], [`MODEL`], [`MODEL_UNCOND`], [`HISTORY`].
-/// Without clipping, `out_x_hat` is 0 and everything is folded into `out`.
+/// with inputs in the slots [`STATE`], [`MODEL`], [`MODEL_UNCOND`] and the
+/// [`HISTORY_SLOTS`] history slots from [`HISTORY`] on; a slot whose two
+/// coefficients are 0 is not read. Without clipping, `out_x_hat` is 0 and
+/// everything is folded into `out`. 80 bytes: five 16-byte words.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
 pub struct StepRow {
     /// Coefficients of the inputs in `x̂`.
-    pub x_hat: [f32; 4],
+    pub x_hat: [f32; STEP_INPUTS],
     /// Coefficients of the inputs in the output.
-    pub out: [f32; 4],
+    pub out: [f32; STEP_INPUTS],
     /// Coefficient of the (clamped) `x̂` in the output.
     pub out_x_hat: f32,
     /// Coefficient of the noise `ξ` in the output.
     pub noise: f32,
     /// Clamp bound for `x̂`; [`NO_CLIP`] for none.
     pub clip: f32,
-    /// Padding to 48 bytes; always 0.
+    /// Padding to 80 bytes; always 0.
     pub pad: f32,
 }
 
@@ -130,9 +143,9 @@ impl NoiseCoeffs {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct StepCoeffs {
     /// Coefficients of the inputs in `x̂`.
-    pub x_hat: [f64; 4],
+    pub x_hat: [f64; STEP_INPUTS],
     /// Coefficients of the inputs in the output.
-    pub out: [f64; 4],
+    pub out: [f64; STEP_INPUTS],
     /// Coefficient of the (clamped) `x̂` in the output.
     pub out_x_hat: f64,
     /// Coefficient of the noise in the output.
@@ -143,19 +156,21 @@ pub struct StepCoeffs {
 
 impl StepCoeffs {
     /// `(out, x̂)` for one element, in f64.
-    pub fn apply(&self, inputs: [f64; 4], xi: f64) -> (f64, f64) {
-        let mut x_hat: f64 = (0..4).map(|k| self.x_hat[k] * inputs[k]).sum();
+    pub fn apply(&self, inputs: [f64; STEP_INPUTS], xi: f64) -> (f64, f64) {
+        let mut x_hat: f64 = (0..STEP_INPUTS).map(|k| self.x_hat[k] * inputs[k]).sum();
         if let Some(r) = self.clip {
             x_hat = x_hat.clamp(-r, r);
         }
-        let out = (0..4).map(|k| self.out[k] * inputs[k]).sum::<f64>()
+        let out = (0..STEP_INPUTS)
+            .map(|k| self.out[k] * inputs[k])
+            .sum::<f64>()
             + self.out_x_hat * x_hat
             + self.noise * xi;
         (out, x_hat)
     }
 
     /// Which input slots have a non-zero coefficient (and so must be given).
-    pub fn reads(&self) -> [bool; 4] {
+    pub fn reads(&self) -> [bool; STEP_INPUTS] {
         std::array::from_fn(|k| self.x_hat[k] != 0.0 || self.out[k] != 0.0)
     }
 
@@ -163,7 +178,7 @@ impl StepCoeffs {
     /// clip bound positive.
     pub fn to_row(&self) -> Result<StepRow> {
         let mut row = StepRow::zeroed();
-        for k in 0..4 {
+        for k in 0..STEP_INPUTS {
             row.x_hat[k] = narrow(&|| format!("step coefficient x_hat[{k}]"), self.x_hat[k])?;
             row.out[k] = narrow(&|| format!("step coefficient out[{k}]"), self.out[k])?;
         }
@@ -231,7 +246,7 @@ impl Row for NoiseRow {
 impl Row for StepRow {
     const NAME: &'static str = "step row";
     fn validate(&self, i: usize) -> Result<()> {
-        for k in 0..4 {
+        for k in 0..STEP_INPUTS {
             finite_f32(
                 || format!("step row {i} coefficient x_hat[{k}]"),
                 self.x_hat[k],
@@ -276,7 +291,7 @@ impl Row for LossRow {
 
 impl StepRow {
     /// Which input slots have a non-zero coefficient (and so must be given).
-    pub fn reads(&self) -> [bool; 4] {
+    pub fn reads(&self) -> [bool; STEP_INPUTS] {
         std::array::from_fn(|k| self.x_hat[k] != 0.0 || self.out[k] != 0.0)
     }
 }

@@ -401,8 +401,8 @@ pub fn randn(
     ids: SampleIds<'_>,
 ) -> Result<Tensor> {
     let row = StepRow {
-        x_hat: [0.0; 4],
-        out: [0.0; 4],
+        x_hat: [0.0; crate::rows::STEP_INPUTS],
+        out: [0.0; crate::rows::STEP_INPUTS],
         out_x_hat: 0.0,
         noise: crate::error::check_finite(|| "randn scale".into(), scale)? as f32,
         clip: crate::rows::NO_CLIP,
@@ -416,7 +416,7 @@ pub fn randn(
     }
     let mut z = engine.alloc(shape, dtype)?;
     engine.step(StepOp {
-        inputs: [None, None, None, None],
+        inputs: Default::default(),
         rows: (&row).into(),
         noise: Some(Noise::Philox { key, ids }),
         out: z.view_mut(),

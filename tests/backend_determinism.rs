@@ -92,7 +92,7 @@ fn elementwise_bits(runner: &dyn KernelRunner, inp: &Inputs) -> Vec<u32> {
     runner.noise(&inp.a, &rows, &noise, &mut z, None).unwrap();
     let shape_all = StepShape {
         guidance: Some(3.0),
-        history: true,
+        history: gaussflow::rows::HISTORY_SLOTS,
         eta: 1.0,
         clip: None,
     };
@@ -100,7 +100,8 @@ fn elementwise_bits(runner: &dyn KernelRunner, inp: &Inputs) -> Vec<u32> {
     let mut out = HostTensor::nan(shape, dtype).unwrap();
     runner
         .step(
-            [Some(&inp.a), Some(&inp.b), Some(&inp.c), Some(&inp.b)],
+            // Every slot; the history entries reuse the inputs.
+            std::array::from_fn(|k| Some([&inp.a, &inp.b, &inp.c][k % 3])),
             &rows,
             Some(&noise),
             &mut out,

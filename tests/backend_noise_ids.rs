@@ -161,7 +161,7 @@ fn step_results(
         let mut out = HostTensor::nan(shape, dtype).unwrap();
         runner
             .step(
-                [Some(&z), Some(&m), None, None],
+                crate::common::slots([Some(&z), Some(&m)]),
                 &rows,
                 Some(&noise),
                 &mut out,

@@ -30,8 +30,8 @@ fn assert_all_pass(name: &str, rows: &[CheckRow], allow_skip: bool) {
 fn full_matrix_passes_on_every_runner(engine: &gaussflow::Engine) {
     common::on_engine(engine, |p| {
         let rows = verify::run_matrix(p.runner, &Matrix::default());
-        // Every variant × dtype × size has a row; the CPU checks all 26
-        // outputs of the 18 variants for each of 3 dtypes × 4 sizes.
+        // Every variant × dtype × size has a row; the CPU checks all 31
+        // outputs of the 23 variants for each of 3 dtypes × 4 sizes.
         for v in verify::Variant::ALL {
             for d in DType::ALL {
                 for s in verify::DEFAULT_SIZES {
@@ -45,7 +45,7 @@ fn full_matrix_passes_on_every_runner(engine: &gaussflow::Engine) {
             }
         }
         if p.name == "cpu" {
-            assert_eq!(rows.len(), 26 * 3 * 4);
+            assert_eq!(rows.len(), 31 * 3 * 4);
         }
         if std::env::var_os("GAUSSFLOW_PRINT_VERIFY").is_some() {
             println!("{}", verify::format_table(&rows));
@@ -193,7 +193,7 @@ impl KernelRunner for Faulty {
     }
     fn step(
         &self,
-        inputs: [Option<&HostTensor>; 4],
+        inputs: [Option<&HostTensor>; gaussflow::rows::STEP_INPUTS],
         rows: &[StepRow],
         noise: Option<&HostNoise>,
         out: &mut HostTensor,
@@ -216,7 +216,7 @@ impl KernelRunner for Faulty {
     }
     fn step_from_table(
         &self,
-        inputs: [Option<&HostTensor>; 4],
+        inputs: [Option<&HostTensor>; gaussflow::rows::STEP_INPUTS],
         table: &[StepRow],
         start: usize,
         len: usize,

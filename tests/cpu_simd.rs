@@ -181,27 +181,28 @@ fn step_cases(batch: usize, rng: &mut TestRng) -> Vec<(&'static str, Vec<StepRow
     };
     let all = StepShape {
         guidance: Some(3.0),
-        history: true,
+        history: gaussflow::rows::HISTORY_SLOTS,
         eta: 0.5,
         clip: None,
     };
     let clip = StepShape {
         clip: Some(1.0),
         eta: 0.3,
-        history: true,
+        history: 1,
         ..ddim
     };
+    let multistep = StepShape { history: 3, ..ddim };
     // A pure noise row (no input read) and a one-input row.
     let only_noise = StepRow {
-        x_hat: [0.0; 4],
-        out: [0.0; 4],
+        x_hat: [0.0; gaussflow::rows::STEP_INPUTS],
+        out: [0.0; gaussflow::rows::STEP_INPUTS],
         out_x_hat: 0.0,
         noise: 0.7,
         clip: NO_CLIP,
         pad: 0.0,
     };
     let scale = StepRow {
-        out: [0.0, -1.25, 0.0, 0.0],
+        out: crate::common::coeffs([0.0, -1.25, 0.0, 0.0]),
         noise: 0.0,
         ..only_noise
     };
@@ -220,6 +221,7 @@ fn step_cases(batch: usize, rng: &mut TestRng) -> Vec<(&'static str, Vec<StepRow
         ("cfg", per(cfg), false),
         ("all slots", per(all), true),
         ("clip", per(clip), false),
+        ("multistep (5 slots)", per(multistep), true),
         ("clip + x̂", per(clip), true),
         ("noise only", vec![only_noise], false),
         ("one slot", vec![scale], false),
@@ -232,14 +234,16 @@ fn step_kernels_agree() {
     for dtype in DType::ALL {
         for shape in SHAPES {
             let mut rng = TestRng::new(0x5eed ^ shape.len().unwrap() as u64);
-            let ins: Vec<HostTensor> = (0..4).map(|_| rng.tensor(shape, dtype).unwrap()).collect();
+            let ins: Vec<HostTensor> = (0..gaussflow::rows::STEP_INPUTS)
+                .map(|_| rng.tensor(shape, dtype).unwrap())
+                .collect();
             let buf = rng.tensor(shape, dtype).unwrap();
             for (name, rows, with_x_hat) in step_cases(shape.batch, &mut rng) {
                 for noise in [philox(HostIds::Offset(0)), HostNoise::Buffer(buf.clone())] {
                     both(|e| {
                         let mut out = HostTensor::nan(shape, dtype).unwrap();
                         let mut xh = with_x_hat.then(|| HostTensor::nan(shape, dtype).unwrap());
-                        let inputs = [Some(&ins[0]), Some(&ins[1]), Some(&ins[2]), Some(&ins[3])];
+                        let inputs = std::array::from_fn(|k| Some(&ins[k]));
                         KernelRunner::step(e, inputs, &rows, Some(&noise), &mut out, xh.as_mut())
                             .unwrap();
                         let tag = format!("step {name} {dtype} {shape}");

@@ -13,7 +13,8 @@ use gaussflow::backend::cuda::abi;
 use gaussflow::rng::{self, Domain, NoiseKey};
 use gaussflow::verify::{HostIds, HostNoise, HostTarget, KernelRunner};
 use gaussflow::{
-    DType, Engine, HostTensor, LossRow, NoiseRow, Shape, StepRow, rows::NO_CLIP, rows::STEP_INPUTS,
+    DType, Engine, HostTensor, LossRow, NoiseRow, Shape, StepRow, rows::HISTORY, rows::NO_CLIP,
+    rows::STEP_INPUTS,
 };
 
 const SIZES: [usize; 4] = [1, 7, 1023, 65537];
@@ -108,8 +109,18 @@ fn noise_rows(batch: usize) -> Vec<NoiseRow> {
 fn step_rows(batch: usize) -> Vec<StepRow> {
     (0..batch)
         .map(|b| StepRow {
-            x_hat: [0.9, -0.3 + 0.1 * b as f32, 0.2, 0.05],
-            out: [0.7, 0.15, -0.1 * b as f32, 0.3],
+            // Slots 0–2, then history entries of distinct weights.
+            x_hat: crate::common::coeffs([
+                0.9,
+                -0.3 + 0.1 * b as f32,
+                0.2,
+                0.05,
+                -0.04,
+                0.03,
+                0.02,
+                -0.01,
+            ]),
+            out: crate::common::coeffs([0.7, 0.15, -0.1 * b as f32, 0.3, -0.25, 0.2, -0.15, 0.1]),
             out_x_hat: if b == 1 { 0.4 } else { 0.0 },
             // Sample 2 has no noise: ξ must not be drawn for it.
             noise: if b == 2 { 0.0 } else { 0.25 + 0.1 * b as f32 },
@@ -355,15 +366,15 @@ fn step_case(runner: &HostCuda, dtype: DType, dim: usize, with_history: bool, bu
     let mut rows = step_rows(BATCH);
     if !with_history {
         for r in &mut rows {
-            r.x_hat[3] = 0.0;
-            r.out[3] = 0.0;
+            r.x_hat[HISTORY..].fill(0.0);
+            r.out[HISTORY..].fill(0.0);
         }
     }
     let ins: Vec<HostTensor> = (0..STEP_INPUTS)
         .map(|k| data(shape, dtype, 20 + k as u64, 1.0 + k as f32))
         .collect();
-    let inputs: [Option<&HostTensor>; 4] =
-        std::array::from_fn(|k| (k < 3 || with_history).then(|| &ins[k]));
+    let inputs: [Option<&HostTensor>; STEP_INPUTS] =
+        std::array::from_fn(|k| (k < HISTORY || with_history).then(|| &ins[k]));
     let noise = if buffer {
         HostNoise::Buffer(data(shape, dtype, 30, 1.0))
     } else {
@@ -396,7 +407,7 @@ fn step_case(runner: &HostCuda, dtype: DType, dim: usize, with_history: bool, bu
     for b in 0..BATCH {
         let r = rows[b];
         for e in 0..dim {
-            let v: [f64; 4] = std::array::from_fn(|k| {
+            let v: [f64; STEP_INPUTS] = std::array::from_fn(|k| {
                 if inputs[k].is_some() {
                     vals[k][b * dim + e]
                 } else {
@@ -408,14 +419,20 @@ fn step_case(runner: &HostCuda, dtype: DType, dim: usize, with_history: bool, bu
             } else {
                 0.0
             };
-            let hx: f64 = (0..4).map(|k| r.x_hat[k] as f64 * v[k]).sum();
-            let hsc: f64 = (0..4).map(|k| (r.x_hat[k] as f64 * v[k]).abs()).sum();
+            let hx: f64 = (0..STEP_INPUTS).map(|k| r.x_hat[k] as f64 * v[k]).sum();
+            let hsc: f64 = (0..STEP_INPUTS)
+                .map(|k| (r.x_hat[k] as f64 * v[k]).abs())
+                .sum();
             let clip = r.clip as f64;
             let hx = hx.clamp(-clip, clip);
-            let out: f64 = (0..4).map(|k| r.out[k] as f64 * v[k]).sum::<f64>()
+            let out: f64 = (0..STEP_INPUTS)
+                .map(|k| r.out[k] as f64 * v[k])
+                .sum::<f64>()
                 + r.out_x_hat as f64 * hx
                 + r.noise as f64 * n;
-            let osc: f64 = (0..4).map(|k| (r.out[k] as f64 * v[k]).abs()).sum::<f64>()
+            let osc: f64 = (0..STEP_INPUTS)
+                .map(|k| (r.out[k] as f64 * v[k]).abs())
+                .sum::<f64>()
                 + (r.out_x_hat as f64 * hsc).abs()
                 + (r.noise as f64 * n).abs();
             ow.push(out);
@@ -558,7 +575,7 @@ fn barrier_free_kernels_give_the_same_bits_with_concurrent_threads() {
         ..HostCuda::tiny_grid()
     };
     let shape = Shape::new(BATCH, 1023);
-    let ins: Vec<HostTensor> = (0..4)
+    let ins: Vec<HostTensor> = (0..STEP_INPUTS as u64)
         .map(|k| data(shape, DType::F16, 50 + k, 1.0))
         .collect();
     let inputs = std::array::from_fn(|k| Some(&ins[k]));
@@ -612,8 +629,8 @@ fn non_finite_values_are_treated_as_on_the_cpu() {
     };
     let step = |r: &dyn KernelRunner, clip: f32| {
         let row = StepRow {
-            x_hat: [1.0, 0.0, 0.0, 0.0],
-            out: [0.0; 4],
+            x_hat: crate::common::coeffs([1.0, 0.0, 0.0, 0.0]),
+            out: [0.0; gaussflow::rows::STEP_INPUTS],
             out_x_hat: 1.0,
             noise: 0.0,
             clip,
@@ -621,7 +638,7 @@ fn non_finite_values_are_treated_as_on_the_cpu() {
         };
         let (mut out, mut xh) = (poisoned(shape, DType::F32), poisoned(shape, DType::F32));
         r.step(
-            [Some(&x), None, None, None],
+            crate::common::slots([Some(&x)]),
             &[row],
             None,
             &mut out,

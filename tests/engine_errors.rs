@@ -38,8 +38,8 @@ fn noise_row() -> NoiseRow {
 /// `out = 0.9·state + 0.1·model`, no noise, no clamp.
 fn step_row() -> StepRow {
     StepRow {
-        x_hat: [1.0, -0.5, 0.0, 0.0],
-        out: [0.9, 0.1, 0.0, 0.0],
+        x_hat: crate::common::coeffs([1.0, -0.5, 0.0, 0.0]),
+        out: crate::common::coeffs([0.9, 0.1, 0.0, 0.0]),
         out_x_hat: 0.0,
         noise: 0.0,
         clip: NO_CLIP,
@@ -89,7 +89,7 @@ fn step_with(
     let (z, m) = (t(e), t(e));
     let mut out = t(e);
     e.step(StepOp {
-        inputs: [Some(z.view()), model.then(|| m.view()), None, None],
+        inputs: crate::common::slots([Some(z.view()), model.then(|| m.view()), None, None]),
         rows: rows.into(),
         noise,
         out: out.view_mut(),
@@ -195,7 +195,7 @@ fn shape_mismatch_is_a_shape_error(engine: &gaussflow::Engine) {
         let (z, m) = (t(e), tensor(e, Shape::new(B - 1, D), DType::F32));
         let mut out = t(e);
         let err = e.step(StepOp {
-            inputs: [Some(z.view()), Some(m.view()), None, None],
+            inputs: crate::common::slots([Some(z.view()), Some(m.view()), None, None]),
             rows: (&step_row()).into(),
             noise: None,
             out: out.view_mut(),
@@ -392,7 +392,7 @@ fn a_device_row_table_of_the_right_length_is_accepted(engine: &gaussflow::Engine
         let (z, m) = (t(e), t(e));
         let mut out = t(e);
         let r = e.step(StepOp {
-            inputs: [Some(z.view()), Some(m.view()), None, None],
+            inputs: crate::common::slots([Some(z.view()), Some(m.view()), None, None]),
             rows: table.rows(B, B).unwrap(),
             noise: None,
             out: out.view_mut(),
@@ -401,7 +401,7 @@ fn a_device_row_table_of_the_right_length_is_accepted(engine: &gaussflow::Engine
         assert!(r.is_ok(), "{r:?}");
         // A range of the wrong length is a row-count error at launch.
         let r = e.step(StepOp {
-            inputs: [Some(z.view()), Some(m.view()), None, None],
+            inputs: crate::common::slots([Some(z.view()), Some(m.view()), None, None]),
             rows: table.rows(0, 2).unwrap(),
             noise: None,
             out: out.view_mut(),

@@ -276,7 +276,10 @@ fn single_steps(engine: &Engine, case: &Case, su: &Setup, label: &str, extra: f6
         // Row, f64.
         let (mut out, mut xh) = (vec![], vec![]);
         for j in 0..z.len() {
-            let (o, x) = row.apply([z[j], p[j], 0.0, 0.0], xi.get(j).copied().unwrap_or(0.0));
+            let (o, x) = row.apply(
+                crate::common::values([z[j], p[j]]),
+                xi.get(j).copied().unwrap_or(0.0),
+            );
             out.push(o);
             xh.push(x);
         }
@@ -307,7 +310,7 @@ fn single_steps(engine: &Engine, case: &Case, su: &Setup, label: &str, extra: f6
         let r32: StepRow = row.to_row().unwrap();
         engine
             .step(StepOp {
-                inputs: [Some(zt.view()), Some(pt.view()), None, None],
+                inputs: crate::common::slots([Some(zt.view()), Some(pt.view()), None, None]),
                 rows: (&r32).into(),
                 noise: nt.as_ref().map(|n| Noise::Buffer(n.view())),
                 out: o.view_mut(),

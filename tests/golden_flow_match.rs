@@ -110,7 +110,7 @@ fn flow_match_single_steps() {
             let scale =
                 |j: usize| row.out[STATE].abs() * z[j].abs() + row.out[MODEL].abs() * p[j].abs();
             let got: Vec<f64> = (0..z.len())
-                .map(|j| row.apply([z[j], p[j], 0.0, 0.0], 0.0).0)
+                .map(|j| row.apply(crate::common::values([z[j], p[j]]), 0.0).0)
                 .collect();
             w_row = w_row.max(replay::max_err(&got, &want, scale).0);
             let r = reference::flow_euler_step(&Flow, Prediction::Velocity, t, sn, &z, &p).unwrap();
@@ -124,7 +124,7 @@ fn flow_match_single_steps() {
             let r32: StepRow = row.to_row().unwrap();
             engine
                 .step(StepOp {
-                    inputs: [Some(zt.view()), Some(pt.view()), None, None],
+                    inputs: crate::common::slots([Some(zt.view()), Some(pt.view()), None, None]),
                     rows: (&r32).into(),
                     noise: None,
                     out: o.view_mut(),

@@ -265,8 +265,8 @@ fn any_noise_row() -> impl Strategy<Value = NoiseRow> {
 
 fn any_step_row() -> impl Strategy<Value = StepRow> {
     (
-        prop::array::uniform4(any_f32()),
-        prop::array::uniform4(any_f32()),
+        prop::array::uniform8(any_f32()),
+        prop::array::uniform8(any_f32()),
         any_f32(),
         any_f32(),
         prop_oneof![Just(NO_CLIP), any_f32()],
@@ -381,7 +381,7 @@ proptest! {
             else { continue };
             let view = |k: usize| if present[k] { ins[k].as_ref().map(|t| t.view()) } else { None };
             let _ = e.step(StepOp {
-                inputs: [view(0), view(1), view(2), view(3)],
+                inputs: crate::common::slots([view(0), view(1), view(2), view(3)]),
                 rows: Rows::Host(&rows),
                 noise: with_noise.then(|| philox(SampleIds::Offset(0))),
                 out: out.view_mut(),

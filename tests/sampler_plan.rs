@@ -277,7 +277,7 @@ fn composition_reproduces_sequential_rows() {
         let mut xi = vec![];
         for st in plan.stages() {
             let (p, n) = (rnd(), rnd());
-            let (out, x) = st.rows[0].apply([z, p, 0.0, hist], n);
+            let (out, x) = st.rows[0].apply(crate::common::values([z, p, 0.0, hist]), n);
             if st.writes_history {
                 hist = x;
             }

@@ -123,7 +123,7 @@ fn coef(c: &StepCoeffs) -> f64 {
         .fold(0.0f64, f64::max)
 }
 
-fn bound(c: &StepCoeffs, inputs: &[f64; 4], xi: f64) -> f64 {
+fn bound(c: &StepCoeffs, inputs: &[f64; gaussflow::rows::STEP_INPUTS], xi: f64) -> f64 {
     coef(c) * (inputs.iter().map(|v| v.abs()).sum::<f64>() + xi.abs())
 }
 
@@ -183,7 +183,7 @@ fn check(sch: &dyn Schedule, pred: Prediction, fam: Family, t: f64, s: f64, c: &
         Some(w) => r.and_then(|r| guided(&r, w)),
         None => r,
     };
-    let inputs = [c.z, c.p, c.p_u, c.hist];
+    let inputs = crate::common::values([c.z, c.p, c.p_u, c.hist]);
     let z = [c.z];
     let p = [p_ref];
     let xi = [c.xi];
@@ -283,7 +283,7 @@ fn check(sch: &dyn Schedule, pred: Prediction, fam: Family, t: f64, s: f64, c: &
                     let row2 = wrap(heun_corrector_row(sch, pred, t, s));
                     let want2 =
                         reference::heun_corrector(sch, pred, t, s, ref1, &[p2]).map(|v| v[0]);
-                    let in2 = [z1, p2c, p2u, xh1];
+                    let in2 = crate::common::values([z1, p2c, p2u, xh1]);
                     let xh2 = reference::x_eps(sch, pred, s, &ref1.z, &[p2])
                         .ok()
                         .map(|v| v.0[0]);
@@ -312,7 +312,7 @@ fn compare(
     row: gaussflow::Result<StepCoeffs>,
     want: gaussflow::Result<f64>,
     want_xhat: Option<f64>,
-    inputs: [f64; 4],
+    inputs: [f64; gaussflow::rows::STEP_INPUTS],
     xi: f64,
     extra: f64,
 ) -> bool {

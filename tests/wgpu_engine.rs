@@ -170,8 +170,8 @@ fn in_place_step_equals_the_out_of_place_one(engine: &gaussflow::Engine) {
         let z = HostTensor::from_f32(shape, &values(3003, 7), dtype).unwrap();
         let m = HostTensor::from_f32(shape, &values(3003, 8), dtype).unwrap();
         let rows = [StepRow {
-            x_hat: [0.3, -0.7, 0.0, 0.0],
-            out: [0.9, 0.2, 0.0, 0.0],
+            x_hat: crate::common::coeffs([0.3, -0.7, 0.0, 0.0]),
+            out: crate::common::coeffs([0.9, 0.2, 0.0, 0.0]),
             out_x_hat: 0.0,
             noise: 0.1,
             clip: NO_CLIP,
@@ -183,7 +183,7 @@ fn in_place_step_equals_the_out_of_place_one(engine: &gaussflow::Engine) {
         let mut out = engine.alloc(shape, dtype).unwrap();
         engine
             .step(StepOp {
-                inputs: [Some(src.view()), Some(dm.view()), None, None],
+                inputs: crate::common::slots([Some(src.view()), Some(dm.view()), None, None]),
                 rows: Rows::Host(&rows),
                 noise: Some(philox()),
                 out: out.view_mut(),
@@ -193,12 +193,10 @@ fn in_place_step_equals_the_out_of_place_one(engine: &gaussflow::Engine) {
         let buf = state.wgpu_buffer().unwrap().clone();
         engine
             .step(StepOp {
-                inputs: [
+                inputs: crate::common::slots([
                     Some(View::wgpu(&buf, 0, shape, dtype).unwrap()),
                     Some(dm.view()),
-                    None,
-                    None,
-                ],
+                ]),
                 rows: Rows::Host(&rows),
                 noise: Some(philox()),
                 out: state.view_mut(),
@@ -328,8 +326,8 @@ fn device_row_tables_equal_host_rows(engine: &gaussflow::Engine) {
     let shape = Shape::new(3, 513);
     let table: Vec<StepRow> = (0..10)
         .map(|i| StepRow {
-            x_hat: [0.1 * i as f32, 0.5, 0.0, 0.0],
-            out: [1.0 - 0.05 * i as f32, -0.3 * i as f32, 0.0, 0.0],
+            x_hat: crate::common::coeffs([0.1 * i as f32, 0.5, 0.0, 0.0]),
+            out: crate::common::coeffs([1.0 - 0.05 * i as f32, -0.3 * i as f32, 0.0, 0.0]),
             out_x_hat: 0.0,
             noise: 0.01 * i as f32,
             clip: NO_CLIP,
@@ -349,7 +347,7 @@ fn device_row_tables_equal_host_rows(engine: &gaussflow::Engine) {
         let mut xh = engine.alloc(shape, DType::F32).unwrap();
         engine
             .step(StepOp {
-                inputs: [Some(z.view()), Some(m.view()), None, None],
+                inputs: crate::common::slots([Some(z.view()), Some(m.view()), None, None]),
                 rows,
                 noise: Some(philox()),
                 out: out.view_mut(),
@@ -706,8 +704,8 @@ fn tensors_and_row_tables_of_another_engine_are_refused() {
     );
     // step: a foreign model output, and a foreign step table.
     let step_rows = [StepRow {
-        x_hat: [0.0; 4],
-        out: [0.5, 0.5, 0.0, 0.0],
+        x_hat: [0.0; gaussflow::rows::STEP_INPUTS],
+        out: crate::common::coeffs([0.5, 0.5, 0.0, 0.0]),
         out_x_hat: 0.0,
         noise: 0.0,
         clip: NO_CLIP,
@@ -715,7 +713,7 @@ fn tensors_and_row_tables_of_another_engine_are_refused() {
     }];
     foreign(
         b.step(StepOp {
-            inputs: [Some(xb.view()), Some(xa.view()), None, None],
+            inputs: crate::common::slots([Some(xb.view()), Some(xa.view()), None, None]),
             rows: Rows::Host(&step_rows),
             noise: None,
             out: zb.view_mut(),
@@ -726,7 +724,7 @@ fn tensors_and_row_tables_of_another_engine_are_refused() {
     let step_table = a.upload_rows(&step_rows).unwrap();
     foreign(
         b.step(StepOp {
-            inputs: [Some(xb.view()), Some(xb.view()), None, None],
+            inputs: crate::common::slots([Some(xb.view()), Some(xb.view()), None, None]),
             rows: step_table.row(0).unwrap(),
             noise: None,
             out: zb.view_mut(),
@@ -813,15 +811,15 @@ fn non_finite_values_are_treated_alike_on_cpu_and_wgpu(gpu: &gaussflow::Engine) 
         let mut out = e.alloc(shape, DType::F32).unwrap();
         let mut xh = e.alloc(shape, DType::F32).unwrap();
         let row = StepRow {
-            x_hat: [1.0, 0.0, 0.0, 0.0],
-            out: [0.0; 4],
+            x_hat: crate::common::coeffs([1.0, 0.0, 0.0, 0.0]),
+            out: [0.0; gaussflow::rows::STEP_INPUTS],
             out_x_hat: 1.0,
             noise: 0.0,
             clip,
             pad: 0.0,
         };
         e.step(StepOp {
-            inputs: [Some(x.view()), None, None, None],
+            inputs: crate::common::slots([Some(x.view()), None, None, None]),
             rows: Rows::Host(std::slice::from_ref(&row)),
             noise: None,
             out: out.view_mut(),
@@ -884,15 +882,15 @@ fn non_finite_values_are_treated_alike_on_cpu_and_wgpu(gpu: &gaussflow::Engine) 
                 .unwrap();
             let mut out = e.alloc(shape, dtype).unwrap();
             let row = StepRow {
-                x_hat: [0.0; 4],
-                out: [if dtype == DType::F16 { 1e5 } else { 3e38 }, 0.0, 0.0, 0.0],
+                x_hat: [0.0; gaussflow::rows::STEP_INPUTS],
+                out: crate::common::coeffs([if dtype == DType::F16 { 1e5 } else { 3e38 }]),
                 out_x_hat: 0.0,
                 noise: 0.0,
                 clip: NO_CLIP,
                 pad: 0.0,
             };
             e.step(StepOp {
-                inputs: [Some(x.view()), None, None, None],
+                inputs: crate::common::slots([Some(x.view()), None, None, None]),
                 rows: Rows::Host(std::slice::from_ref(&row)),
                 noise: None,
                 out: out.view_mut(),

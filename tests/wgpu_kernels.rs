@@ -69,8 +69,8 @@ fn noise_rows(rng: &mut Lcg, batch: usize) -> Vec<NoiseRow> {
 fn step_rows(rng: &mut Lcg, batch: usize, clip: bool, noise: bool) -> Vec<StepRow> {
     (0..batch)
         .map(|_| StepRow {
-            x_hat: [rng.next(), rng.next(), rng.next(), rng.next()],
-            out: [rng.next(), rng.next(), rng.next(), rng.next()],
+            x_hat: std::array::from_fn(|_| rng.next()),
+            out: std::array::from_fn(|_| rng.next()),
             out_x_hat: if clip { rng.next() } else { 0.0 },
             noise: if noise { rng.next() } else { 0.0 },
             clip: if clip { 1.5 } else { NO_CLIP },
@@ -137,23 +137,28 @@ fn compare_ops(
                 }
             }
         }
-        let ins: Vec<HostTensor> = (0..4).map(|_| rng.tensor(shape, dtype)).collect();
+        let ins: Vec<HostTensor> = (0..gaussflow::rows::STEP_INPUTS)
+            .map(|_| rng.tensor(shape, dtype))
+            .collect();
+        // Slot sets: every slot, DDIM's two, gaps, history only, a
+        // multistep set (state, model, three history entries).
         for (mask, clip, noisy, x_hat) in [
-            (0b1111u32, false, true, true),
-            (0b0011, true, true, false),
-            (0b0101, false, false, true),
-            (0b1000, true, false, false),
+            (0b1111_1111u32, false, true, true),
+            (0b0000_0011, true, true, false),
+            (0b0000_0101, false, false, true),
+            (0b1000_1000, true, false, false),
+            (0b0011_1011, false, false, true),
         ] {
             let mut rows = step_rows(&mut rng, n, clip, noisy);
             for r in &mut rows {
-                for k in 0..4 {
+                for k in 0..gaussflow::rows::STEP_INPUTS {
                     if mask & (1 << k) == 0 {
                         r.x_hat[k] = 0.0;
                         r.out[k] = 0.0;
                     }
                 }
             }
-            let inputs: [Option<&HostTensor>; 4] =
+            let inputs: [Option<&HostTensor>; gaussflow::rows::STEP_INPUTS] =
                 std::array::from_fn(|k| (mask & (1 << k) != 0).then(|| &ins[k]));
             let src_list: Vec<Option<&HostNoise>> = if noisy {
                 srcs.iter().map(Some).collect()
@@ -162,7 +167,7 @@ fn compare_ops(
             };
             for (si, src) in src_list.iter().enumerate() {
                 let tag = format!(
-                    "step {shape} {dtype} mask {mask:04b} clip {clip} src {si} shared {shared}"
+                    "step {shape} {dtype} mask {mask:08b} clip {clip} src {si} shared {shared}"
                 );
                 let (mut oa, mut ha) = (poison.clone(), poison.clone());
                 let (mut ob, mut hb) = (poison.clone(), poison.clone());

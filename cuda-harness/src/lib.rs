@@ -19,7 +19,7 @@
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 
 use gaussflow::backend::cuda::abi::{self, DeviceLimits, Family, Launch, NoiseSrc, RowsArg};
-use gaussflow::rows::Row;
+use gaussflow::rows::{Row, STEP_INPUTS};
 use gaussflow::verify::{HostIds, HostNoise, HostTarget, KernelRunner};
 use gaussflow::{DType, Error, HostData, HostTensor, LossRow, NoiseRow, Result, Shape, StepRow};
 
@@ -335,7 +335,7 @@ impl HostCuda {
 
     fn step_with(
         &self,
-        inputs: [Option<&HostTensor>; 4],
+        inputs: [Option<&HostTensor>; STEP_INPUTS],
         rows: impl FnOnce(&HostCuda, &mut Vec<Guarded>) -> Result<RowsArg<StepRow>>,
         noise: Option<&HostNoise>,
         out: &mut HostTensor,
@@ -355,12 +355,14 @@ impl HostCuda {
             .iter()
             .map(|t| t.map(|t| self.guarded(t, "step input")))
             .collect();
-        let pin: [u64; 4] = std::array::from_fn(|k| gin[k].as_mut().map_or(0, |g| g.ptr()));
+        let pin: [u64; STEP_INPUTS] =
+            std::array::from_fn(|k| gin[k].as_mut().map_or(0, |g| g.ptr()));
         let mut gout = self.guarded(out, "out");
         let mut gh = x_hat.as_ref().map(|t| self.guarded(t, "x_hat"));
         let pout = gout.ptr();
         let ph = gh.as_mut().map_or(0, |g| g.ptr());
-        let ptrs = [pin[0], pin[1], pin[2], pin[3], pout, ph, src.buf];
+        let mut ptrs = pin.to_vec();
+        ptrs.extend([pout, ph, src.buf]);
         let aligned = abi::aligned(dtype, shape.dim as u64, &ptrs);
         let args = abi::step_args(shape, pin, pout, ph, rows, src);
         let l = abi::elementwise_launch(shape, dtype, &self.limits);
@@ -458,7 +460,7 @@ impl KernelRunner for HostCuda {
 
     fn step(
         &self,
-        inputs: [Option<&HostTensor>; 4],
+        inputs: [Option<&HostTensor>; STEP_INPUTS],
         rows: &[StepRow],
         noise: Option<&HostNoise>,
         out: &mut HostTensor,
@@ -471,7 +473,7 @@ impl KernelRunner for HostCuda {
     /// an offset as the backend reads a `RowTable` by step index.
     fn step_from_table(
         &self,
-        inputs: [Option<&HostTensor>; 4],
+        inputs: [Option<&HostTensor>; STEP_INPUTS],
         table: &[StepRow],
         start: usize,
         len: usize,

@@ -219,9 +219,11 @@ pub struct NoiseOp<'a> {
 #[derive(Debug)]
 pub struct StepOp<'a> {
     /// Inputs by slot: [`STATE`](crate::rows::STATE), [`MODEL`](crate::rows::MODEL),
-    /// [`MODEL_UNCOND`](crate::rows::MODEL_UNCOND), [`HISTORY`](crate::rows::HISTORY).
-    /// A slot whose coefficients are all zero may be `None`.
-    pub inputs: [Option<View<'a>>; 4],
+    /// [`MODEL_UNCOND`](crate::rows::MODEL_UNCOND), then the history entries
+    /// from [`HISTORY`](crate::rows::HISTORY) (newest) to
+    /// `HISTORY + HISTORY_SLOTS − 1` (oldest). A slot whose coefficients are
+    /// all zero may be `None`; it is not read.
+    pub inputs: [Option<View<'a>>; crate::rows::STEP_INPUTS],
     /// One [`StepRow`] per sample, or one shared.
     pub rows: Rows<'a, StepRow>,
     /// Source of `ξ`; required when any row has a non-zero noise coefficient.

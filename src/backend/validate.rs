@@ -14,7 +14,11 @@ const SLOT_NAMES: [&str; STEP_INPUTS] = [
     "state",
     "model output",
     "unconditional model output",
-    "history",
+    "history (newest)",
+    "history (age 1)",
+    "history (age 2)",
+    "history (age 3)",
+    "history (age 4)",
 ];
 
 pub(crate) fn backend_of(engine: BackendKind, what: &str, tensor: BackendKind) -> Result<()> {

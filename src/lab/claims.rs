@@ -30,7 +30,7 @@ use crate::lab::models::{
 };
 use crate::param::Prediction;
 use crate::rng::{Domain, NoiseKey};
-use crate::rows::{HISTORY, LossRow, MODEL, NoiseRow, STATE, StepCoeffs};
+use crate::rows::{HISTORY, LossRow, MODEL, NoiseRow, STATE, STEP_INPUTS, StepCoeffs};
 use crate::sampler::{
     Ddim, DdimOptions, DdimRenoise, EulerMaruyama, FlowEuler, PfOdeEuler, Plan, Sampler, Steps,
     ddim_row, renoise_row,
@@ -181,7 +181,7 @@ fn rel(a: f64, b: f64) -> f64 {
 
 fn row_difference(a: &StepCoeffs, b: &StepCoeffs) -> f64 {
     let mut d = rel(a.out_x_hat, b.out_x_hat).max(rel(a.noise, b.noise));
-    for k in 0..4 {
+    for k in 0..STEP_INPUTS {
         d = d
             .max(rel(a.x_hat[k], b.x_hat[k]))
             .max(rel(a.out[k], b.out[k]));
@@ -374,7 +374,7 @@ pub fn ddim_scale_invariance(engine: &Engine) -> Result<ClaimReport> {
 fn compose_renoise(d: &StepCoeffs, r: &StepCoeffs) -> StepCoeffs {
     let a = r.out[STATE];
     let mut c = *d;
-    for k in 0..4 {
+    for k in 0..STEP_INPUTS {
         c.out[k] = a * d.out[k];
     }
     c.out_x_hat = a * d.out_x_hat;
@@ -808,7 +808,7 @@ pub fn prediction_weights(plan: &Plan) -> Result<PredictionWeights> {
     let mut c = Vec::with_capacity(k);
     for (i, st) in plan.stages().iter().enumerate() {
         let r = &st.rows[0];
-        if r.clip.is_some() || r.out[HISTORY] != 0.0 {
+        if r.clip.is_some() || r.out[HISTORY..].iter().any(|&h| h != 0.0) {
             return Err(Error::invalid(
                 "prediction weights",
                 format!("stage {i} clamps or reads history"),
@@ -1005,7 +1005,7 @@ pub fn gaussian_run_moments(
     let mut var = first.alpha * first.alpha * s * s + first.sigma * first.sigma;
     for st in plan.stages() {
         let r = &st.rows[0];
-        if r.clip.is_some() || r.out[HISTORY] != 0.0 {
+        if r.clip.is_some() || r.out[HISTORY..].iter().any(|&h| h != 0.0) {
             return Err(Error::invalid(
                 "Gaussian moments",
                 "rows with clip or history",

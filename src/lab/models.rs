@@ -997,7 +997,7 @@ impl GaussianMixture {
         seed: u64,
         uncond: Option<&GaussianMixture>,
     ) -> Result<Vec<Vec<f64>>> {
-        use crate::rows::{HISTORY, MODEL, MODEL_UNCOND, STATE};
+        use crate::rows::{HISTORY, HISTORY_SLOTS, MODEL, MODEL_UNCOND, STATE, STEP_INPUTS};
         let d = self.dim;
         if z0.is_empty() || !z0.len().is_multiple_of(d) {
             return Err(Error::invalid(
@@ -1019,7 +1019,8 @@ impl GaussianMixture {
         let uncond = uncond.unwrap_or(self);
         let mut states = vec![z0.to_vec()];
         let mut z = z0.to_vec();
-        let mut hist = vec![0.0; z.len()];
+        // The history stack, newest first (as the driver keeps it).
+        let mut hist = vec![vec![0.0; z.len()]; HISTORY_SLOTS];
         for st in plan.stages() {
             let p = self.predict_batch(schedule, plan.prediction(), &st.t, &z)?;
             let pu = if plan.guided() {
@@ -1038,17 +1039,20 @@ impl GaussianMixture {
                 let row = &st.rows[if st.rows.len() == 1 { 0 } else { i }];
                 for j in 0..d {
                     let e = i * d + j;
-                    let mut inputs = [0.0; 4];
+                    let mut inputs = [0.0; STEP_INPUTS];
                     inputs[STATE] = z[e];
                     inputs[MODEL] = p[e];
                     inputs[MODEL_UNCOND] = pu[e];
-                    inputs[HISTORY] = hist[e];
+                    for (age, entry) in hist.iter().enumerate() {
+                        inputs[HISTORY + age] = entry[e];
+                    }
                     let xi = key.map_or(0.0, |k| k.normal_unchecked(i as u32, j as u64) as f64);
                     (next[e], x_hat[e]) = row.apply(inputs, xi);
                 }
             }
             if st.writes_history {
-                hist = x_hat;
+                hist.pop();
+                hist.insert(0, x_hat);
             }
             z = next;
             states.push(z.clone());

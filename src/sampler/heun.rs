@@ -53,7 +53,7 @@
 use super::{DdimOptions, Sampler, Stage, Steps, ddim_row, finish, step_ends};
 use crate::error::{Error, Result};
 use crate::param::Prediction;
-use crate::rows::{HISTORY, MODEL, STATE, StepCoeffs};
+use crate::rows::{HISTORY, MODEL, STATE, STEP_INPUTS, StepCoeffs};
 use crate::schedule::Schedule;
 
 /// Stage 1 of a Heun step from `t` to `s < t`: the DDIM (`η = 0`) predictor
@@ -68,7 +68,7 @@ pub fn heun_predictor_row<S: Schedule + ?Sized>(
 ) -> Result<StepCoeffs> {
     let mut c = ddim_row(schedule, prediction, t, s, &DdimOptions::ddim())?;
     let inv = prediction.inverse(&schedule.at(t)?)?;
-    c.x_hat = [0.0; 4];
+    c.x_hat = [0.0; STEP_INPUTS];
     c.x_hat[STATE] = inv.eps_hat[0];
     c.x_hat[MODEL] = inv.eps_hat[1];
     finish(

@@ -80,13 +80,13 @@ pub use guidance::{Guided, guided};
 pub use heun::{Heun, heun_corrector_row, heun_predictor_row};
 pub use langevin::{CorrectorStep, PredictorCorrector, langevin_row};
 pub use pf_ode::{PfOdeEuler, pf_ode_euler_row};
-pub use plan::{Composition, Plan, PlanStage};
+pub use plan::{Composition, HostCall, HostModelFn, HostNoiseFn, Plan, PlanStage};
 pub use steps::Steps;
 
 use crate::error::{Error, Result, check_finite};
 use crate::param::{Inverse, Prediction};
 use crate::rng::Domain;
-use crate::rows::{MODEL, STATE, StepCoeffs};
+use crate::rows::{MODEL, STATE, STEP_INPUTS, StepCoeffs};
 use crate::schedule::{Schedule, ScheduleAt};
 
 /// One stage of a sampler step: a model evaluation at time [`t`](Stage::t)
@@ -95,10 +95,12 @@ use crate::schedule::{Schedule, ScheduleAt};
 ///
 /// The launch reads the state (slot [`STATE`]), the model output ([`MODEL`];
 /// and [`MODEL_UNCOND`](crate::rows::MODEL_UNCOND) under guidance), and, where
-/// the row has non-zero coefficients for it, the history slot [`HISTORY`](crate::rows::HISTORY)
-/// (the `x̂` output of the last stage that wrote history: `x̂` for
-/// DPM-Solver++, `ε̂_t` for Heun's predictor). Its output becomes the new
-/// state.
+/// the row has non-zero coefficients for them, history slots: slot
+/// [`HISTORY`](crate::rows::HISTORY)` + a` holds the `x̂` output of the
+/// `a`-th most recent stage that wrote history (`a = 0`: the last one; `x̂`
+/// for DPM-Solver++, `ε̂_t` for Heun's predictor), up to
+/// [`HISTORY_SLOTS`](crate::rows::HISTORY_SLOTS) entries. Its output becomes
+/// the new state.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stage {
     /// Diffusion time at which the model is evaluated on the current state.
@@ -115,7 +117,7 @@ pub struct Stage {
 
 impl Stage {
     /// Which input slots the launch reads (non-zero coefficients).
-    pub fn reads(&self) -> [bool; 4] {
+    pub fn reads(&self) -> [bool; STEP_INPUTS] {
         self.coeffs.reads()
     }
 }
@@ -266,7 +268,7 @@ pub(crate) fn combine(inv: &Inverse, c_z: f64, c_x: f64, c_e: f64, c_xi: f64) ->
 /// Errors with [`Error::NonFinite`] unless every coefficient of the row is
 /// finite (a positive clip bound is checked when narrowing).
 pub(crate) fn finish(what: impl Fn() -> String, c: StepCoeffs) -> Result<StepCoeffs> {
-    for k in 0..4 {
+    for k in 0..STEP_INPUTS {
         check_finite(|| format!("{} coefficient x_hat[{k}]", what()), c.x_hat[k])?;
         check_finite(|| format!("{} coefficient out[{k}]", what()), c.out[k])?;
     }

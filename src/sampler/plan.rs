@@ -4,7 +4,7 @@ use super::Sampler;
 use crate::error::{Error, Result};
 use crate::param::Prediction;
 use crate::rng::Domain;
-use crate::rows::{StepCoeffs, StepRow};
+use crate::rows::{HISTORY, HISTORY_SLOTS, STEP_INPUTS, StepCoeffs, StepRow};
 
 /// One stage of a [`Plan`]: a model evaluation at per-sample times
 /// [`t`](PlanStage::t) and one fused launch with rows
@@ -29,8 +29,8 @@ pub struct PlanStage {
 
 impl PlanStage {
     /// Which input slots any of the rows reads.
-    pub fn reads(&self) -> [bool; 4] {
-        let mut r = [false; 4];
+    pub fn reads(&self) -> [bool; STEP_INPUTS] {
+        let mut r = [false; STEP_INPUTS];
         for row in &self.rows {
             for (k, v) in row.reads().into_iter().enumerate() {
                 r[k] |= v;
@@ -187,7 +187,18 @@ impl Plan {
     pub fn uses_history(&self) -> bool {
         self.stages
             .iter()
-            .any(|s| s.writes_history || s.reads()[crate::rows::HISTORY])
+            .any(|s| s.writes_history || s.reads()[HISTORY..].contains(&true))
+    }
+
+    /// How many history entries the run keeps: one past the oldest entry
+    /// any stage reads (0 when none is read).
+    pub fn history_depth(&self) -> usize {
+        self.stages
+            .iter()
+            .filter_map(|s| s.reads()[HISTORY..].iter().rposition(|&r| r))
+            .map(|age| age + 1)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The row table: stage `i`'s rows at `i·width … (i+1)·width`, narrowed
@@ -206,6 +217,114 @@ impl Plan {
             }
         }
         Ok(out)
+    }
+}
+
+/// What [`Plan::run_f64`] asks the model for at one stage.
+#[derive(Debug)]
+pub struct HostCall<'a> {
+    /// Index of the stage in the plan.
+    pub index: usize,
+    /// The stage.
+    pub stage: &'a PlanStage,
+    /// The current state, `[B, D]` row-major.
+    pub state: &'a [f64],
+}
+
+/// A model evaluation of [`Plan::run_f64`]: the output (and, for a guided
+/// plan, the unconditional one), each `[B, D]`.
+pub type HostModelFn<'m> = dyn FnMut(HostCall<'_>) -> Result<(Vec<f64>, Option<Vec<f64>>)> + 'm;
+
+/// The noise of stage `index` for [`Plan::run_f64`], `[B, D]`.
+pub type HostNoiseFn<'m> = dyn FnMut(usize) -> Result<Vec<f64>> + 'm;
+
+impl Plan {
+    /// Runs the plan on the host in f64: the rows' arithmetic without any
+    /// rounding to f32, with the history stack the driver keeps (newest
+    /// entry in slot `HISTORY`). This is how the rows themselves are
+    /// checked against a library's loop, apart from the kernels' f32.
+    ///
+    /// `z0` is `[B, D]` with `B = len / dim`; `noise` is called only for
+    /// stages that draw noise.
+    pub fn run_f64(
+        &self,
+        z0: &[f64],
+        dim: usize,
+        model: &mut HostModelFn<'_>,
+        noise: &mut HostNoiseFn<'_>,
+    ) -> Result<Vec<f64>> {
+        if dim == 0 || z0.is_empty() || !z0.len().is_multiple_of(dim) {
+            return Err(Error::invalid(
+                "host plan run",
+                format!(
+                    "{} values are not a non-empty set of {dim}-vectors",
+                    z0.len()
+                ),
+            ));
+        }
+        let batch = z0.len() / dim;
+        if self.width != 1 && self.width != batch {
+            return Err(Error::Length {
+                what: "per-sample plan width (rows per stage) vs batch".into(),
+                expected: batch,
+                got: self.width,
+            });
+        }
+        let n = z0.len();
+        let mut z = z0.to_vec();
+        let mut history = vec![vec![0.0; n]; HISTORY_SLOTS];
+        for (i, st) in self.stages.iter().enumerate() {
+            let (p, pu) = model(HostCall {
+                index: i,
+                stage: st,
+                state: &z,
+            })?;
+            let pu = pu.unwrap_or_default();
+            let check = |what: &str, v: &[f64]| {
+                if v.len() == n {
+                    Ok(())
+                } else {
+                    Err(Error::Length {
+                        what: format!("host plan run stage {i}: {what}"),
+                        expected: n,
+                        got: v.len(),
+                    })
+                }
+            };
+            check("model output", &p)?;
+            if self.guided {
+                check("unconditional model output", &pu)?;
+            }
+            let xi = match st.noise {
+                Some(_) if st.rows.iter().any(|r| r.noise != 0.0) => {
+                    let xi = noise(i)?;
+                    check("noise", &xi)?;
+                    Some(xi)
+                }
+                _ => None,
+            };
+            let mut next = vec![0.0; n];
+            let mut x_hat = vec![0.0; n];
+            for e in 0..n {
+                let row = &st.rows[if st.rows.len() == 1 { 0 } else { e / dim }];
+                let mut inputs = [0.0; STEP_INPUTS];
+                inputs[crate::rows::STATE] = z[e];
+                inputs[crate::rows::MODEL] = p[e];
+                if self.guided {
+                    inputs[crate::rows::MODEL_UNCOND] = pu[e];
+                }
+                for (age, entry) in history.iter().enumerate() {
+                    inputs[HISTORY + age] = entry[e];
+                }
+                (next[e], x_hat[e]) = row.apply(inputs, xi.as_ref().map_or(0.0, |x| x[e]));
+            }
+            if st.writes_history {
+                history.pop();
+                history.insert(0, x_hat);
+            }
+            z = next;
+        }
+        Ok(z)
     }
 }
 
@@ -237,10 +356,11 @@ impl Plan {
     ///
     /// Each row reads `p`, which is eliminated through the stage's `x̂`:
     /// `x̂ = h_z z + h_p p`, so `p = (x̂ − h_z z)/h_p` and
-    /// `z′ = (o_z − o_p h_z/h_p) z + (o_p/h_p + o_x̂) x̂ + o_h·history + c_ξ ξ`,
-    /// with the history being the `x̂` of the last stage that wrote it.
+    /// `z′ = (o_z − o_p h_z/h_p) z + (o_p/h_p + o_x̂) x̂ + Σ_a o_a·history_a + c_ξ ξ`,
+    /// with `history_a` the `x̂` of the `a`-th most recent stage that wrote
+    /// history.
     pub fn composition(&self) -> Result<Composition> {
-        use crate::rows::{HISTORY, MODEL, STATE};
+        use crate::rows::{MODEL, STATE};
         if self.width != 1 || self.guided {
             return Err(Error::invalid(
                 "plan composition",
@@ -252,7 +372,8 @@ impl Plan {
         let n = 1 + 2 * k;
         let mut state = vec![0.0; n];
         state[0] = 1.0;
-        let mut history = vec![0.0; n];
+        // history[a]: the stack entry `a` as a combination of the variables.
+        let mut history = vec![vec![0.0; n]; HISTORY_SLOTS];
         for (i, st) in self.stages.iter().enumerate() {
             let c = &st.rows[0];
             if c.clip.is_some() {
@@ -270,17 +391,20 @@ impl Plan {
             }
             let a = c.out[STATE] - c.out[MODEL] * hz / hp;
             let b = c.out[MODEL] / hp + c.out_x_hat;
-            let h = c.out[HISTORY];
-            let mut next: Vec<f64> = state
-                .iter()
-                .zip(&history)
-                .map(|(s, hi)| a * s + h * hi)
-                .collect();
+            let mut next: Vec<f64> = state.iter().map(|s| a * s).collect();
+            for (age, entry) in history.iter().enumerate() {
+                let h = c.out[HISTORY + age];
+                if h != 0.0 {
+                    next.iter_mut().zip(entry).for_each(|(v, e)| *v += h * e);
+                }
+            }
             next[1 + i] += b;
             next[1 + k + i] += c.noise;
             if st.writes_history {
-                history.iter_mut().for_each(|v| *v = 0.0);
-                history[1 + i] = 1.0;
+                let mut entry = vec![0.0; n];
+                entry[1 + i] = 1.0;
+                history.pop();
+                history.insert(0, entry);
             }
             state = next;
         }

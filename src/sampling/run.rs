@@ -48,7 +48,7 @@ use super::{Driver, ModelCall, NoiseCall, RunNoise, check_like, draws_noise};
 use crate::backend::{Engine, Noise, StepOp};
 use crate::error::{Error, Result};
 use crate::rng::NoiseKey;
-use crate::rows::{HISTORY, MODEL, MODEL_UNCOND, STATE};
+use crate::rows::{HISTORY, MODEL, MODEL_UNCOND, STATE, STEP_INPUTS};
 use crate::sampler::PlanStage;
 use crate::tensor::{HostData, HostTensor, Tensor, View};
 
@@ -73,8 +73,10 @@ pub struct Run<'a, 'n> {
     /// Whether the caller was handed (or gave) this stage's output buffers.
     output_given: bool,
     uncond_given: bool,
-    hist_read: Option<Tensor>,
-    hist_write: Option<Tensor>,
+    /// The history stack, newest entry first ([`Plan::history_depth`](crate::sampler::Plan::history_depth) entries).
+    history: Vec<Tensor>,
+    /// Where a history-writing stage writes its `x̂` (pushed on the stack after it).
+    hist_spare: Option<Tensor>,
     /// The caller's noise tensor, allocated at the first stage that draws noise.
     noise_buf: Option<Tensor>,
 }
@@ -107,17 +109,22 @@ impl<'e> Driver<'e> {
         } else {
             None
         };
-        // History slots start at zero: a row with a zero history coefficient
-        // must not meet NaN garbage (0 · NaN = NaN).
-        let (hist_read, hist_write) = if self.plan.uses_history() {
+        // History entries start at zero: a row with a zero history
+        // coefficient must not meet NaN garbage (0 · NaN = NaN).
+        let depth = self.plan.history_depth();
+        let writes = self.plan.stages().iter().any(|s| s.writes_history);
+        let buffers = depth + usize::from(writes);
+        let mut history = Vec::with_capacity(buffers);
+        if buffers > 0 {
             let zeros = HostTensor::new(
                 shape,
                 HostData::filled(shape.len()?, dtype, 0.0, "the history's zeros")?,
             )?;
-            (Some(engine.upload(&zeros)?), Some(engine.upload(&zeros)?))
-        } else {
-            (None, None)
-        };
+            for _ in 0..buffers {
+                history.push(engine.upload(&zeros)?);
+            }
+        }
+        let hist_spare = if writes { history.pop() } else { None };
         let mut run = Run {
             driver: self,
             initial,
@@ -130,8 +137,8 @@ impl<'e> Driver<'e> {
             uncond,
             output_given: false,
             uncond_given: false,
-            hist_read,
-            hist_write,
+            history,
+            hist_spare,
             noise_buf: None,
         };
         run.enter_stage();
@@ -296,8 +303,8 @@ impl<'a, 'n> Run<'a, 'n> {
             Slots {
                 noise: &mut self.noise,
                 noise_buf: &mut self.noise_buf,
-                hist_read: self.hist_read.as_ref(),
-                hist_write: self.hist_write.as_mut(),
+                history: &self.history,
+                hist_write: self.hist_spare.as_mut(),
                 next: &mut self.next,
             },
         )?;
@@ -341,8 +348,8 @@ impl<'a, 'n> Run<'a, 'n> {
             Slots {
                 noise: &mut self.noise,
                 noise_buf: &mut self.noise_buf,
-                hist_read: self.hist_read.as_ref(),
-                hist_write: self.hist_write.as_mut(),
+                history: &self.history,
+                hist_write: self.hist_spare.as_mut(),
                 next: &mut self.next,
             },
         )?;
@@ -392,8 +399,13 @@ impl<'a, 'n> Run<'a, 'n> {
     fn leave_stage(&mut self) {
         let st = &self.driver.plan.stages()[self.index];
         std::mem::swap(&mut self.cur, &mut self.next);
-        if st.writes_history {
-            std::mem::swap(&mut self.hist_read, &mut self.hist_write);
+        if st.writes_history
+            && let Some(written) = self.hist_spare.take()
+        {
+            // Push the new entry; the oldest drops off (the stack holds
+            // `history_depth` entries) and is the next one written.
+            self.history.insert(0, written);
+            self.hist_spare = self.history.pop();
         }
         self.index += 1;
         self.enter_stage();
@@ -411,7 +423,8 @@ fn not_guided() -> Error {
 struct Slots<'s, 'n> {
     noise: &'s mut RunNoise<'n>,
     noise_buf: &'s mut Option<Tensor>,
-    hist_read: Option<&'s Tensor>,
+    /// The history stack, newest first.
+    history: &'s [Tensor],
     hist_write: Option<&'s mut Tensor>,
     next: &'s mut Tensor,
 }
@@ -430,14 +443,16 @@ fn launch(
     let engine: &Engine = driver.engine;
     let st = &driver.plan.stages()[i];
     let reads = st.reads();
-    let mut inputs = [None, None, None, None];
+    let mut inputs: [Option<View<'_>>; STEP_INPUTS] = Default::default();
     inputs[STATE] = Some(state.view());
     inputs[MODEL] = Some(output);
     if reads[MODEL_UNCOND] {
         inputs[MODEL_UNCOND] = uncond;
     }
-    if reads[HISTORY] {
-        inputs[HISTORY] = slots.hist_read.map(Tensor::view);
+    for (age, entry) in slots.history.iter().enumerate() {
+        if reads[HISTORY + age] {
+            inputs[HISTORY + age] = Some(entry.view());
+        }
     }
     let noise = match (st.noise.filter(|_| draws_noise(st)), slots.noise) {
         (None, _) => None,

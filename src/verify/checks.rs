@@ -43,8 +43,12 @@ pub enum NoiseSource {
 pub enum StepVariant {
     /// State and model slots, no noise.
     NoNoise,
-    /// All four slots (guidance and history) with Philox noise.
+    /// Every slot (guidance and all history entries) with Philox noise.
     AllSlots,
+    /// State, model output and this many history entries (1 to
+    /// [`HISTORY_SLOTS`](crate::rows::HISTORY_SLOTS)), no noise: every slot
+    /// count a multistep sampler uses.
+    History(usize),
     /// `x̂` clamped, the output reading the clamped `x̂`, `x̂` written.
     Clip,
     /// Philox noise with explicit sample ids.
@@ -99,7 +103,7 @@ pub enum LossTarget {
 
 impl Variant {
     /// Every variant, noise first, then step, then loss.
-    pub const ALL: [Variant; 18] = [
+    pub const ALL: [Variant; 23] = [
         Variant::Noise {
             source: NoiseSource::Philox,
             target: true,
@@ -118,6 +122,11 @@ impl Variant {
         },
         Variant::Step(StepVariant::NoNoise),
         Variant::Step(StepVariant::AllSlots),
+        Variant::Step(StepVariant::History(1)),
+        Variant::Step(StepVariant::History(2)),
+        Variant::Step(StepVariant::History(3)),
+        Variant::Step(StepVariant::History(4)),
+        Variant::Step(StepVariant::History(5)),
         Variant::Step(StepVariant::Clip),
         Variant::Step(StepVariant::Philox),
         Variant::Step(StepVariant::Buffer),
@@ -173,9 +182,11 @@ impl Variant {
                     s.to_string()
                 }
             }
+            Variant::Step(StepVariant::History(n)) => format!("history-{n}"),
             Variant::Step(v) => match v {
                 StepVariant::NoNoise => "no-noise",
-                StepVariant::AllSlots => "4-slots+philox",
+                StepVariant::AllSlots => "all-slots+philox",
+                StepVariant::History(_) => unreachable!("named above"),
                 StepVariant::Clip => "clip+x_hat",
                 StepVariant::Philox => "philox-ids",
                 StepVariant::Buffer => "buffer",
@@ -468,7 +479,7 @@ fn check_step(
         StepVariant::AllSlots => (
             StepShape {
                 guidance: Some(4.5),
-                history: true,
+                history: crate::rows::HISTORY_SLOTS,
                 eta: 1.0,
                 clip: None,
             },
@@ -480,7 +491,7 @@ fn check_step(
         StepVariant::Clip => (
             StepShape {
                 clip: Some(1.0),
-                history: true,
+                history: 1,
                 ..StepShape::default()
             },
             None,
@@ -498,6 +509,16 @@ fn check_step(
         StepVariant::Buffer => (
             StepShape { eta: 0.5, ..churn },
             Some(NoiseSource::Buffer),
+            None,
+            false,
+            false,
+        ),
+        StepVariant::History(n) => (
+            StepShape {
+                history: n,
+                ..StepShape::default()
+            },
+            None,
             None,
             false,
             false,

@@ -6,7 +6,10 @@
 //! correlated by construction.
 
 use crate::error::Result;
-use crate::rows::{LossRow, NO_CLIP, NoiseRow, StepRow};
+use crate::rows::{
+    HISTORY, HISTORY_SLOTS, LossRow, MODEL, MODEL_UNCOND, NO_CLIP, NoiseRow, STATE, STEP_INPUTS,
+    StepRow,
+};
 use crate::tensor::{DType, HostTensor, Shape};
 
 /// SplitMix64 (Steele, Lea & Flood 2014): a tiny, well-mixed 64-bit generator.
@@ -88,8 +91,9 @@ pub struct StepShape {
     /// Classifier-free guidance weight on slot MODEL (slot MODEL_UNCOND gets
     /// `1 − w`); `None`: no guidance, slot MODEL_UNCOND unused.
     pub guidance: Option<f64>,
-    /// Weight of the history slot (a DPM-Solver++(2M)-like correction).
-    pub history: bool,
+    /// Number of history entries read (0 to [`HISTORY_SLOTS`]), a linear
+    /// multistep correction of that order.
+    pub history: usize,
     /// Churn `η` (the noise coefficient is `σ̃`); 0 for none.
     pub eta: f64,
     /// Clamp `x̂` to `±clip` (the output then reads the clamped `x̂`).
@@ -102,7 +106,8 @@ pub struct StepShape {
 /// ```text
 /// p  = w·p_c + (1 − w)·p_u
 /// x̂  = α_t z − σ_t p,     ε̂ = σ_t z + α_t p
-/// D  = (1 + k) x̂ − k·h   (h: the history slot, k = 0 without history)
+/// D  = (1 + k) x̂ − k·Σ_a c_a h_a   (h_a: history entry a < n, Σ c_a = 1;
+///                                   k = 0 without history)
 /// out = α_s D + sqrt(σ_s² − σ̃²) ε̂ + σ̃ ξ,   σ̃ = η σ_s sqrt(1 − e^{λ_t − λ_s})
 /// ```
 ///
@@ -112,25 +117,35 @@ pub fn step_row(t: f64, shape: StepShape) -> StepRow {
     let (at, st) = alpha_sigma(t);
     let (as_, ss) = alpha_sigma(s);
     let w = shape.guidance.unwrap_or(1.0);
-    let model = [0.0, w, 1.0 - w, 0.0];
-    let k = if shape.history { 0.37 } else { 0.0 };
-    let x_hat: [f64; 4] = std::array::from_fn(|i| if i == 0 { at } else { -st * model[i] });
-    let eps: [f64; 4] = std::array::from_fn(|i| if i == 0 { st } else { at * model[i] });
+    let mut model = [0.0; STEP_INPUTS];
+    (model[MODEL], model[MODEL_UNCOND]) = (w, 1.0 - w);
+    let n = shape.history.min(HISTORY_SLOTS);
+    let k = if n > 0 { 0.37 } else { 0.0 };
+    let x_hat: [f64; STEP_INPUTS] =
+        std::array::from_fn(|i| if i == STATE { at } else { -st * model[i] });
+    let eps: [f64; STEP_INPUTS] =
+        std::array::from_fn(|i| if i == STATE { st } else { at * model[i] });
     let lam = |a: f64, s: f64| (a * a / (s * s)).ln();
     let churn = shape.eta * ss * (1.0 - (lam(at, st) - lam(as_, ss)).exp()).max(0.0).sqrt();
     let churn = churn.min(ss);
     let ce = (ss * ss - churn * churn).max(0.0).sqrt();
-    let mut out: [f64; 4] = std::array::from_fn(|i| ce * eps[i]);
+    let mut out: [f64; STEP_INPUTS] = std::array::from_fn(|i| ce * eps[i]);
     let (out_x_hat, clip) = match shape.clip {
         Some(c) => (as_ * (1.0 + k), c as f32),
         None => {
-            for i in 0..4 {
+            for i in 0..STEP_INPUTS {
                 out[i] += as_ * (1.0 + k) * x_hat[i];
             }
             (0.0, NO_CLIP)
         }
     };
-    out[3] -= as_ * k;
+    // Distinct weights of both signs (an Adams–Bashforth-like spread), so a
+    // slot read from the wrong entry shows.
+    const SPREAD: [f64; HISTORY_SLOTS] = [1.9, -1.45, 0.95, -0.55, 0.15];
+    let norm: f64 = SPREAD[..n].iter().sum();
+    for (a, c) in SPREAD[..n].iter().enumerate() {
+        out[HISTORY + a] -= as_ * k * c / norm;
+    }
     StepRow {
         x_hat: x_hat.map(|v| v as f32),
         out: out.map(|v| v as f32),
@@ -166,18 +181,32 @@ mod tests {
     #[test]
     fn step_rows_read_the_slots_asked_for() {
         let plain = step_row(0.5, StepShape::default());
-        assert_eq!(plain.reads(), [true, true, false, false]);
+        let mut two = [false; STEP_INPUTS];
+        (two[STATE], two[MODEL]) = (true, true);
+        assert_eq!(plain.reads(), two);
         assert_eq!(plain.noise, 0.0);
         let all = step_row(
             0.5,
             StepShape {
                 guidance: Some(4.5),
-                history: true,
+                history: HISTORY_SLOTS,
                 eta: 1.0,
                 clip: None,
             },
         );
-        assert_eq!(all.reads(), [true; 4]);
+        assert_eq!(all.reads(), [true; STEP_INPUTS]);
+        for n in 1..=HISTORY_SLOTS {
+            let r = step_row(
+                0.5,
+                StepShape {
+                    history: n,
+                    ..StepShape::default()
+                },
+            );
+            let used = r.reads();
+            assert_eq!(used.iter().filter(|&&u| u).count(), 2 + n, "history {n}");
+            assert!(used[HISTORY + n - 1] && !used[MODEL_UNCOND]);
+        }
         assert!(all.noise > 0.0);
     }
 

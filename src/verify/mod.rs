@@ -35,7 +35,7 @@ use crate::Engine;
 use crate::backend::{LossOp, Noise, NoiseOp, SampleIds, StepOp, Target};
 use crate::error::Result;
 use crate::rng::NoiseKey;
-use crate::rows::{LossRow, NoiseRow, StepRow};
+use crate::rows::{LossRow, NoiseRow, STEP_INPUTS, StepRow};
 use crate::tensor::{DType, HostTensor, Shape};
 
 /// Sample ids of a host-side noise description.
@@ -104,7 +104,7 @@ pub trait KernelRunner {
     /// [`Engine::step`] on host data.
     fn step(
         &self,
-        inputs: [Option<&HostTensor>; 4],
+        inputs: [Option<&HostTensor>; STEP_INPUTS],
         rows: &[StepRow],
         noise: Option<&HostNoise>,
         out: &mut HostTensor,
@@ -127,7 +127,7 @@ pub trait KernelRunner {
     #[allow(clippy::too_many_arguments)]
     fn step_from_table(
         &self,
-        inputs: [Option<&HostTensor>; 4],
+        inputs: [Option<&HostTensor>; STEP_INPUTS],
         table: &[StepRow],
         start: usize,
         len: usize,
@@ -211,7 +211,7 @@ impl KernelRunner for Engine {
 
     fn step(
         &self,
-        inputs: [Option<&HostTensor>; 4],
+        inputs: [Option<&HostTensor>; STEP_INPUTS],
         rows: &[StepRow],
         noise: Option<&HostNoise>,
         out: &mut HostTensor,
@@ -222,7 +222,7 @@ impl KernelRunner for Engine {
 
     fn step_from_table(
         &self,
-        inputs: [Option<&HostTensor>; 4],
+        inputs: [Option<&HostTensor>; STEP_INPUTS],
         table: &[StepRow],
         start: usize,
         len: usize,
@@ -284,7 +284,7 @@ impl Engine {
     /// Uploads the step's host tensors, runs it with `rows`, downloads.
     fn step_rows(
         &self,
-        inputs: [Option<&HostTensor>; 4],
+        inputs: [Option<&HostTensor>; STEP_INPUTS],
         rows: crate::backend::Rows<'_, StepRow>,
         noise: Option<&HostNoise>,
         out: &mut HostTensor,

@@ -82,3 +82,22 @@ macro_rules! assert_err {
         }
     };
 }
+
+/// Step inputs by slot from the first `N` slots (the rest absent), as
+/// [`gaussflow::backend::StepOp::inputs`] and [`KernelRunner::step`] take them.
+pub fn slots<T, const N: usize>(
+    first: [Option<T>; N],
+) -> [Option<T>; gaussflow::rows::STEP_INPUTS] {
+    let mut it = first.into_iter();
+    std::array::from_fn(|_| it.next().flatten())
+}
+
+/// Step-row coefficients by slot from the first `N` slots (the rest 0).
+pub fn coeffs<const N: usize>(first: [f32; N]) -> [f32; gaussflow::rows::STEP_INPUTS] {
+    std::array::from_fn(|k| first.get(k).copied().unwrap_or(0.0))
+}
+
+/// f64 step inputs or coefficients by slot from the first `N` slots (the rest 0).
+pub fn values<const N: usize>(first: [f64; N]) -> [f64; gaussflow::rows::STEP_INPUTS] {
+    std::array::from_fn(|k| first.get(k).copied().unwrap_or(0.0))
+}

@@ -4,7 +4,8 @@
 //! Specialised per segment (one sample) by the number of input slots the
 //! row reads (`N`, compacted in slot order), by what happens to `x̂`
 //! (`H`: not computed / computed and used in `out` / also written) and by
-//! whether a noise term is present (`NZ`): one generic body, 30 instances.
+//! whether a noise term is present (`NZ`): one generic body, 54 instances
+//! (N = 0 … 8).
 
 use crate::backend::ops::{Rows, StepOp};
 use crate::rows::{STEP_INPUTS, StepRow};
@@ -55,6 +56,8 @@ struct Job<'c, 'a, T> {
     seg: Segment,
 }
 
+/// Monomorphises `$e` for the number of slots a sample reads (0 to
+/// [`STEP_INPUTS`]; the last arm is `STEP_INPUTS`).
 macro_rules! with_n {
     ($n:expr, $N:ident => $e:expr) => {
         match $n {
@@ -74,8 +77,24 @@ macro_rules! with_n {
                 const $N: usize = 3;
                 $e
             }
-            _ => {
+            4 => {
                 const $N: usize = 4;
+                $e
+            }
+            5 => {
+                const $N: usize = 5;
+                $e
+            }
+            6 => {
+                const $N: usize = 6;
+                $e
+            }
+            7 => {
+                const $N: usize = 7;
+                $e
+            }
+            _ => {
+                const $N: usize = STEP_INPUTS;
                 $e
             }
         }

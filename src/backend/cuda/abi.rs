@@ -14,7 +14,7 @@
 //! for correctness.
 
 use crate::rng::NoiseKey;
-use crate::rows::{LossRow, NoiseRow, Row, StepRow};
+use crate::rows::{LossRow, NoiseRow, Row, STEP_INPUTS, StepRow};
 use crate::tensor::{DType, Shape};
 
 /// Threads per block of every kernel (`GF_THREADS`).
@@ -144,8 +144,8 @@ pub struct NoiseArgs {
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct StepArgs {
-    /// Inputs by slot; 0 = absent (reads as 0).
-    pub inputs: [u64; 4],
+    /// Inputs by slot; 0 = absent (not read).
+    pub inputs: [u64; STEP_INPUTS],
     /// Output state.
     pub out: u64,
     /// Output `x̂`, or 0.
@@ -389,7 +389,7 @@ pub fn noise_args(
 /// Packs step arguments.
 pub fn step_args(
     shape: Shape,
-    inputs: [u64; 4],
+    inputs: [u64; STEP_INPUTS],
     out: u64,
     x_hat: u64,
     rows: RowsArg<StepRow>,

@@ -39,7 +39,7 @@ use cudarc::driver::{
 use half::{bf16, f16};
 
 use crate::error::{Error, Result};
-use crate::rows::Row;
+use crate::rows::{Row, STEP_INPUTS};
 use crate::tensor::{DType, Element, HostData, HostTensor, Shape, Storage, Tensor, View, ViewMut};
 use crate::tensor::{ViewData, ViewMutData};
 
@@ -767,7 +767,7 @@ impl Kernels for CudaBackend {
         let rows = self.rows_arg(&op.rows, &mut keep)?;
         let mut sync = Sync::new();
         let noise = self.noise_src(op.noise.as_ref(), &mut keep, &mut sync)?;
-        let mut inputs = [0u64; 4];
+        let mut inputs = [0u64; STEP_INPUTS];
         for (k, v) in op.inputs.iter().enumerate() {
             if let Some(v) = v {
                 inputs[k] = sync.read(self, v)?;
@@ -778,9 +778,8 @@ impl Kernels for CudaBackend {
             Some(t) => sync.write(self, &mut t.data)?,
             None => 0,
         };
-        let ptrs = [
-            inputs[0], inputs[1], inputs[2], inputs[3], out, x_hat, noise.buf,
-        ];
+        let mut ptrs = inputs.to_vec();
+        ptrs.extend([out, x_hat, noise.buf]);
         let aligned = abi::aligned(dtype, shape.dim as u64, &ptrs);
         let f = &self.functions[abi::entry(Family::Step, dtype, aligned)];
         let args = abi::step_args(shape, inputs, out, x_hat, rows, noise);

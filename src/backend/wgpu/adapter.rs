@@ -201,6 +201,7 @@ pub(crate) fn wrap(
             options.max_workgroups_per_dim.map(u64::from),
         )
         .max(1) as u32,
+        max_storage_buffers: limits.max_storage_buffers_per_shader_stage,
     };
     if caps.max_binding < MIN_BINDING {
         return Err(Error::invalid(

@@ -98,8 +98,12 @@ pub(crate) fn copy(b: &WgpuBackend, src: &View<'_>, dst: ViewMut<'_>) -> Result<
 /// `out = 1 · in` as a step launch (see the module docs).
 fn by_kernel(b: &WgpuBackend, src: &View<'_>, dst: ViewMut<'_>) -> Result<()> {
     let row = StepRow {
-        x_hat: [0.0; 4],
-        out: [1.0, 0.0, 0.0, 0.0],
+        x_hat: [0.0; crate::rows::STEP_INPUTS],
+        out: {
+            let mut o = [0.0; crate::rows::STEP_INPUTS];
+            o[crate::rows::STATE] = 1.0;
+            o
+        },
         out_x_hat: 0.0,
         noise: 0.0,
         clip: NO_CLIP,
@@ -108,15 +112,12 @@ fn by_kernel(b: &WgpuBackend, src: &View<'_>, dst: ViewMut<'_>) -> Result<()> {
     super::launch::step(
         b,
         crate::backend::StepOp {
-            inputs: [
-                Some(View {
+            inputs: std::array::from_fn(|k| {
+                (k == crate::rows::STATE).then(|| View {
                     shape: src.shape,
                     data: ViewData::Wgpu(wgpu_ref(&src.data)),
-                }),
-                None,
-                None,
-                None,
-            ],
+                })
+            }),
             rows: (&row).into(),
             noise: None,
             out: dst,

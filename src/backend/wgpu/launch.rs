@@ -13,7 +13,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::rng::NoiseKey;
-use crate::rows::Row;
+use crate::rows::{Row, STEP_INPUTS};
 use crate::tensor::{DType, Shape, View, ViewData, ViewMut, ViewMutData};
 
 use super::super::ops::{LossOp, Noise, NoiseOp, RowDevice, Rows, SampleIds, StepOp, Target};
@@ -48,7 +48,7 @@ struct Params {
     item_blk: u32,
     nblk: u32,
     pad: u32,
-    off: [u32; 8],
+    off: [u32; 12],
 }
 
 /// A buffer holding elements of `elem` bytes, element 0 at byte `base`.
@@ -600,13 +600,42 @@ pub(crate) fn noise(b: &WgpuBackend, op: NoiseOp<'_>) -> Result<()> {
     )
 }
 
-const INPUT_FLAGS: [&str; 4] = ["IN0", "IN1", "IN2", "IN3"];
-const INPUT_NAMES: [&str; 4] = [
+const INPUT_FLAGS: [&str; STEP_INPUTS] = ["IN0", "IN1", "IN2", "IN3", "IN4", "IN5", "IN6", "IN7"];
+const INPUT_NAMES: [&str; STEP_INPUTS] = [
     "step: state",
     "step: model output",
     "step: unconditional model output",
-    "step: history",
+    "step: history (newest)",
+    "step: history (age 1)",
+    "step: history (age 2)",
+    "step: history (age 3)",
+    "step: history (age 4)",
 ];
+
+/// Offset slots (`Params::off`) and bindings of the step shader
+/// (shaders/step.wgsl): inputs first, then these.
+const STEP_OUT_SLOT: usize = STEP_INPUTS;
+const STEP_XHAT_SLOT: usize = STEP_INPUTS + 1;
+const STEP_NOISE_SLOT: usize = STEP_INPUTS + 2;
+const STEP_IN_BINDING: u32 = 3;
+const STEP_OUT_BINDING: u32 = STEP_IN_BINDING + STEP_INPUTS as u32;
+
+/// Refuses a launch binding more storage buffers (`count`, the row table
+/// included) than the device allows one shader.
+fn storage_bindings(b: &WgpuBackend, what: &str, count: usize) -> Result<()> {
+    let max = b.caps.max_storage_buffers as usize;
+    if count > max {
+        return Err(Error::Unsupported {
+            backend: BackendKind::Wgpu,
+            what: format!("{what} reading {count} storage buffers (row table and tensors)"),
+            reason: format!(
+                "this adapter allows {max} storage buffers per shader stage; read fewer \
+                 history entries or use the CPU or CUDA backend"
+            ),
+        });
+    }
+    Ok(())
+}
 
 pub(crate) fn step(b: &WgpuBackend, op: StepOp<'_>) -> Result<()> {
     let dtype = op.out.dtype();
@@ -631,7 +660,7 @@ pub(crate) fn step(b: &WgpuBackend, op: StepOp<'_>) -> Result<()> {
             inputs.push((INPUT_NAMES[k], a.clone()));
             tensors.push(Slot {
                 slot: k,
-                binding: 3 + k as u32,
+                binding: STEP_IN_BINDING + k as u32,
                 arg: a,
             });
         }
@@ -646,15 +675,15 @@ pub(crate) fn step(b: &WgpuBackend, op: StepOp<'_>) -> Result<()> {
         true,
     )?;
     tensors.push(Slot {
-        slot: 4,
-        binding: 7,
+        slot: STEP_OUT_SLOT,
+        binding: STEP_OUT_BINDING,
         arg: out,
     });
     if let Some(x) = x_hat {
         flags.push("XHAT");
         tensors.push(Slot {
-            slot: 5,
-            binding: 8,
+            slot: STEP_XHAT_SLOT,
+            binding: STEP_OUT_BINDING + 1,
             arg: x,
         });
     }
@@ -662,7 +691,8 @@ pub(crate) fn step(b: &WgpuBackend, op: StepOp<'_>) -> Result<()> {
         flags.push("NOISE");
         flags.extend_from_slice(source.flags());
     }
-    tensors.extend(source.tensor(6));
+    tensors.extend(source.tensor(STEP_NOISE_SLOT));
+    storage_bindings(b, "step", tensors.len() + 1)?;
     run_elementwise(
         b,
         Elementwise {

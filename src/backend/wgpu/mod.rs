@@ -106,6 +106,9 @@ pub(crate) struct Caps {
     pub uniform_align: u64,
     /// Workgroups per dispatch dimension.
     pub max_groups: u32,
+    /// Storage buffers one shader may bind (WebGPU's default is 8; a step
+    /// reading many history entries needs more).
+    pub max_storage_buffers: u32,
 }
 
 /// The wgpu backend: one device and queue, its compiled pipelines, and the

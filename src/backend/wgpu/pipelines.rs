@@ -87,7 +87,14 @@ pub(crate) fn all_variants() -> Vec<Variant> {
                 out.push(Variant::new(Kernel::Noise, dtype, &f));
             }
         }
-        for mask in 0..16u32 {
+        // Every subset of the first four slots, and multistep sets reading
+        // 1 to 4 further history entries (slot counts 3 to 8).
+        let masks = (0..16u32).chain(
+            [0b1011u32, 0b1111, 0b0011]
+                .into_iter()
+                .flat_map(|low| [1u32, 3, 7, 15].map(|hi| low | hi << 4)),
+        );
+        for mask in masks {
             for x_hat in [false, true] {
                 for src in [
                     &[][..],
@@ -95,12 +102,13 @@ pub(crate) fn all_variants() -> Vec<Variant> {
                     NOISE_SOURCES[1],
                     NOISE_SOURCES[2],
                 ] {
-                    let mut f: Vec<&'static str> = ["IN0", "IN1", "IN2", "IN3"]
-                        .into_iter()
-                        .enumerate()
-                        .filter(|(k, _)| mask & (1 << k) != 0)
-                        .map(|(_, n)| n)
-                        .collect();
+                    let mut f: Vec<&'static str> =
+                        ["IN0", "IN1", "IN2", "IN3", "IN4", "IN5", "IN6", "IN7"]
+                            .into_iter()
+                            .enumerate()
+                            .filter(|(k, _)| mask & (1 << k) != 0)
+                            .map(|(_, n)| n)
+                            .collect();
                     if x_hat {
                         f.push("XHAT");
                     }

@@ -152,10 +152,10 @@ impl<'e> Workload<'e> {
             if i <= IN2 || i == XI {
                 let mut t = v[i].take().expect("just pushed");
                 engine.step(StepOp {
-                    inputs: [None, None, None, None],
+                    inputs: Default::default(),
                     rows: (&StepRow {
-                        x_hat: [0.0; 4],
-                        out: [0.0; 4],
+                        x_hat: [0.0; crate::rows::STEP_INPUTS],
+                        out: [0.0; crate::rows::STEP_INPUTS],
                         out_x_hat: 0.0,
                         noise: 1.0,
                         clip: crate::rows::NO_CLIP,
@@ -292,7 +292,7 @@ impl<'e> Workload<'e> {
         match self.op {
             BenchOp::Randn => self.t.write(OUT0, |_, out| {
                 engine.step(StepOp {
-                    inputs: [None, None, None, None],
+                    inputs: Default::default(),
                     rows: (&row).into(),
                     noise: Some(philox(7)),
                     out: out.view_mut(),
@@ -334,7 +334,7 @@ impl<'e> Workload<'e> {
         let row = pure_noise_row();
         self.t.write(i, |_, out| {
             engine.step(StepOp {
-                inputs: [None, None, None, None],
+                inputs: Default::default(),
                 rows: (&row).into(),
                 noise: Some(philox(stream)),
                 out: out.view_mut(),
@@ -374,7 +374,8 @@ impl<'e> Workload<'e> {
         let xi = self.t.0[XI].take().expect("in place");
         let mut xh = self.t.0[OUT1].take().expect("in place");
         let r = self.t.write(OUT0, |t, out| {
-            let mut inputs = [None, None, None, None];
+            let mut inputs: [Option<crate::tensor::View<'_>>; crate::rows::STEP_INPUTS] =
+                Default::default();
             inputs[STATE] = Some(t.get(IN0).view());
             inputs[MODEL] = Some(t.get(IN1).view());
             match op {
@@ -436,7 +437,7 @@ impl<'e> Workload<'e> {
             row.out[k] = c as f32;
         }
         self.t.write(out, |t, o| {
-            let inputs: [_; 4] =
+            let inputs: [_; crate::rows::STEP_INPUTS] =
                 std::array::from_fn(|k| terms.get(k).map(|&(i, _)| t.get(i).view()));
             engine.step(StepOp {
                 inputs,
@@ -616,8 +617,8 @@ fn weighted_means(sq: &[f32], weights: &[f32], d: usize) -> Vec<f32> {
 /// `out = ξ`: the row of a noise-only step.
 fn pure_noise_row() -> StepRow {
     StepRow {
-        x_hat: [0.0; 4],
-        out: [0.0; 4],
+        x_hat: [0.0; crate::rows::STEP_INPUTS],
+        out: [0.0; crate::rows::STEP_INPUTS],
         out_x_hat: 0.0,
         noise: 1.0,
         clip: crate::rows::NO_CLIP,
@@ -644,7 +645,7 @@ impl<'e> CopyCeiling<'e> {
         let mut dst = engine.alloc(shape, dtype)?;
         for t in [&mut src, &mut dst] {
             engine.step(StepOp {
-                inputs: [None, None, None, None],
+                inputs: Default::default(),
                 rows: (&pure_noise_row()).into(),
                 noise: Some(philox(99)),
                 out: t.view_mut(),
