@@ -40,6 +40,11 @@ def arr(t):
     if isinstance(t, torch.Tensor):
         t = t.detach().cpu().numpy()
     a = np.asarray(t)
+    if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+        if np.isnan(a).all():
+            # valid JSON has no NaN: say so instead of writing a number
+            return {"dtype": str(a.dtype), "shape": list(a.shape), "all_nan": True}
+        raise ValueError("non-finite values in a golden array")
     if a.dtype == np.float32:
         data = [_f32(x) for x in a.reshape(-1)]
         dt = "float32"
@@ -78,6 +83,9 @@ def _compact(o, indent=0):
     if isinstance(o, dict):
         if not o:
             return "{}"
+        if all(not isinstance(v, (dict, list)) or (isinstance(v, list) and len(v) <= 8 and all(
+                not isinstance(x, (dict, list)) for x in v)) for v in o.values()) and len(o) <= 12:
+            return json.dumps(o)
         items = [f'{pad}  {json.dumps(k)}: {_compact(v, indent + 1)}' for k, v in o.items()]
         return "{\n" + ",\n".join(items) + "\n" + pad + "}"
     if isinstance(o, list):
@@ -110,15 +118,17 @@ def versions(extra=None):
     return v
 
 
-def dump(path, what, cases, extra_versions=None, generator=None):
+def dump(path, what, cases, extra_versions=None, generator=None, models=None):
     doc = {
         "what": what,
         "versions": versions(extra_versions),
         "generator": generator,
         "array_encoding": ARRAY_ENCODING,
-        "n_cases": len(cases),
-        "cases": cases,
     }
+    if models:
+        doc["models"] = models
+    doc["n_cases"] = len(cases)
+    doc["cases"] = cases
     text = _compact(doc) + "\n"
     Path(path).write_text(text)
     return len(text)
