@@ -75,25 +75,41 @@ def f32_exact(x):
     return float(np.float32(scalar(x)))
 
 
+def _sanitize(o):
+    # JSON has no inf/NaN; only config values (e.g. lambda_min_clipped = -inf) are non-finite
+    # here (arrays are checked in arr), and they become the strings "inf" / "-inf" / "nan"
+    if isinstance(o, float) and not math.isfinite(o):
+        return repr(o)
+    if isinstance(o, dict):
+        return {k: _sanitize(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [_sanitize(v) for v in o]
+    return o
+
+
+def _flat(v):
+    return not isinstance(v, (dict, list)) or (
+        isinstance(v, list) and len(v) <= 8 and all(not isinstance(x, (dict, list)) for x in v))
+
+
 def _compact(o, indent=0):
-    # arrays on one line, everything else indented: small diffs, readable files
+    # arrays and small scalar records on one line, everything else indented
     pad = "  " * indent
     if isinstance(o, dict) and set(o) == {"dtype", "shape", "data"}:
-        return json.dumps(o, separators=(",", ":"))
+        return json.dumps(o, separators=(",", ":"), allow_nan=False)
     if isinstance(o, dict):
         if not o:
             return "{}"
-        if all(not isinstance(v, (dict, list)) or (isinstance(v, list) and len(v) <= 8 and all(
-                not isinstance(x, (dict, list)) for x in v)) for v in o.values()) and len(o) <= 12:
-            return json.dumps(o)
-        items = [f'{pad}  {json.dumps(k)}: {_compact(v, indent + 1)}' for k, v in o.items()]
+        if len(o) <= 12 and all(_flat(v) for v in o.values()):
+            return json.dumps(o, allow_nan=False)
+        items = [f"{pad}  {json.dumps(k)}: {_compact(v, indent + 1)}" for k, v in o.items()]
         return "{\n" + ",\n".join(items) + "\n" + pad + "}"
     if isinstance(o, list):
         if all(not isinstance(v, (dict, list)) for v in o):
-            return json.dumps(o)
+            return json.dumps(o, allow_nan=False)
         items = [pad + "  " + _compact(v, indent + 1) for v in o]
         return "[\n" + ",\n".join(items) + "\n" + pad + "]"
-    return json.dumps(o)
+    return json.dumps(o, allow_nan=False)
 
 
 def versions(extra=None):
@@ -129,7 +145,7 @@ def dump(path, what, cases, extra_versions=None, generator=None, models=None):
         doc["models"] = models
     doc["n_cases"] = len(cases)
     doc["cases"] = cases
-    text = _compact(doc) + "\n"
+    text = _compact(_sanitize(doc)) + "\n"
     Path(path).write_text(text)
     return len(text)
 

@@ -194,6 +194,49 @@ def state_scalars(s):
     return out
 
 
+def kdpm2_scalars(s):
+    """The table entries KDPM2 / KDPM2 ancestral step() reads this call (their tables hold NaN
+    in entries no step reads, so the tables themselves are not stored)."""
+    i = s.step_index
+    first = s.state_in_first_order
+    if type(s).__name__ == "KDPM2DiscreteScheduler":
+        if first:
+            v = (s.sigmas[i], s.sigmas_interpol[i + 1], s.sigmas[i + 1])
+        else:
+            v = (s.sigmas[i - 1], s.sigmas_interpol[i], s.sigmas[i])
+        return {"step_sigma": scalar(v[0]), "step_sigma_interpol": scalar(v[1]),
+                "step_sigma_next": scalar(v[2])}
+    j = i if first else i - 1
+    out = {"step_sigma": scalar(s.sigmas[j]), "step_sigma_interpol": scalar(s.sigmas_interpol[j])}
+    if not first:  # the first stage reads sigma_up / sigma_down but does not use them
+        out["step_sigma_up"] = scalar(s.sigmas_up[j])
+        out["step_sigma_down"] = scalar(s.sigmas_down[j])
+    return out
+
+
+def consistency_scalars(s, t, eta):
+    """The step's own scalars for LCM / TCD, read from the scheduler's tables and helpers
+    the way their step() reads them (before the step moves step_index)."""
+    i = s.step_index
+    last = i + 1 >= len(s.timesteps)
+    if type(s).__name__ == "LCMScheduler":
+        prev_t = t if last else s.timesteps[i + 1]
+    else:
+        prev_t = torch.tensor(0) if last else s.timesteps[i + 1]
+    out = {"prev_timestep": scalar(prev_t), "alpha_prod_t": scalar(s.alphas_cumprod[t])}
+    if type(s).__name__ == "LCMScheduler":
+        c_skip, c_out = s.get_scalings_for_boundary_condition_discrete(t)
+        out["c_skip"] = scalar(c_skip)
+        out["c_out"] = scalar(c_out)
+        out["alpha_prod_t_prev"] = scalar(s.alphas_cumprod[prev_t] if prev_t >= 0 else s.final_alpha_cumprod)
+    else:
+        ts = torch.floor((1 - eta) * prev_t).to(dtype=torch.long)
+        out["timestep_s"] = scalar(ts)
+        out["alpha_prod_s"] = scalar(s.alphas_cumprod[ts])
+        out["alpha_prod_t_prev"] = scalar(s.alphas_cumprod[prev_t] if prev_t >= 0 else s.final_alpha_cumprod)
+    return out
+
+
 # ------------------------------------------------------------------ one loop
 
 
@@ -252,11 +295,17 @@ def run_case(cid, cls, cfg_over, n_steps, pt, model_kind, seed, base=SD15, step_
             order = min(s.step_index + 1, 4)
             rec["lms_order"] = order
             rec["lms_coeffs"] = [float(s.get_lms_coefficient(order, s.step_index, k)) for k in range(order)]
+        if cls.__name__ in ("KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler"):
+            rec.update(kdpm2_scalars(s))
+        if cls.__name__ in ("LCMScheduler", "TCDScheduler"):
+            rec.update(consistency_scalars(s, t, sk.get("eta")))
         nr, nb = len(_RANDN_LOG), len(_BT_LOG)
         out = s.step(mo, t, latents, **sk)
         rec["noise_calls"] = list(range(nr, len(_RANDN_LOG))) + list(range(nb, len(_BT_LOG)))
         t_rec = {"sample": latents, "model_input": model_input, "model_output": mo}
-        for a in ("pred_original_sample", "denoised"):
+        if cls.__name__ == "DPMSolverSDEScheduler" and not s.state_in_first_order:
+            rec["mid_point_sigma_after"] = scalar(s.mid_point_sigma)
+        for a in ("pred_original_sample", "denoised", "pred_noised_sample"):
             v = getattr(out, a, None)
             if v is not None:
                 t_rec[a] = v
