@@ -304,7 +304,7 @@ def run_case(cid, cls, cfg_over, n_steps, pt, model_kind, seed, base=SD15, step_
         rec["noise_calls"] = list(range(nr, len(_RANDN_LOG))) + list(range(nb, len(_BT_LOG)))
         t_rec = {"sample": latents, "model_input": model_input, "model_output": mo}
         if cls.__name__ == "DPMSolverSDEScheduler" and not s.state_in_first_order:
-            rec["mid_point_sigma_after"] = scalar(s.mid_point_sigma)
+            rec["mid_point_sigma_stored"] = scalar(s.mid_point_sigma)  # this was a first stage
         for a in ("pred_original_sample", "denoised", "pred_noised_sample"):
             v = getattr(out, a, None)
             if v is not None:
