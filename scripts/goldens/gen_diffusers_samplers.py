@@ -323,9 +323,11 @@ def run_case(cid, cls, cfg_over, n_steps, pt, model_kind, seed, base=SD15, step_
     case = {
         "id": cid,
         "library": "diffusers",
-        "function": f"{cls.__name__}.from_config(" + ("SD 1.5 config" if base is SD15 else "defaults")
-                    + (", " + ", ".join(f"{k}={v!r}" for k, v in cfg_over.items()) if cfg_over else "")
-                    + f") + set_timesteps({n_steps}) + scale_model_input + step("
+        "function": (f"{cls.__name__}.from_config(SD 1.5 config" if base is SD15 else f"{cls.__name__}(")
+                    + (", " if base is SD15 and cfg_over else "")
+                    + ", ".join(f"{k}={v!r}" for k, v in cfg_over.items())
+                    + f") + set_timesteps({n_steps}) + " + ("scale_model_input + " if has_smi else "")
+                    + "step("
                     + ", ".join(f"{k}={v!r}" for k, v in (step_kwargs or {}).items())
                     + ("generator" if noise_gen is not None and not step_kwargs else "")
                     + (", generator" if noise_gen is not None and step_kwargs else "")
