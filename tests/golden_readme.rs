@@ -170,7 +170,7 @@ fn readme_ddim() -> gaussflow::Result<()> {
 fn readme_euler() -> gaussflow::Result<()> {
     use gaussflow::grid::{FinalSigma, Spacing, euler_grid, euler_karras_grid};
     use gaussflow::sampler::{Ddim, DdimOptions, Sampler, Steps};
-    use gaussflow::sampling::Driver;
+    use gaussflow::sampling::{Driver, diffusers_initial_state};
     use gaussflow::schedule::{BetaSchedule, DiscreteConfig, Precision, ZeroSnrTerminal};
     use gaussflow::{Prediction, SampleIds};
     let engine = Engine::cpu();
@@ -192,6 +192,13 @@ fn readme_euler() -> gaussflow::Result<()> {
         .build()?;
     let grid = euler_grid(&schedule, 30, Spacing::Linspace, 0, FinalSigma::Zero)?;
     let timesteps = grid.model_timesteps.clone().unwrap_or_default(); // diffusers' float32 timesteps
+    // diffusers' start `latents · init_noise_sigma` as gaussflow's state z = x/√(σ_max² + 1):
+    let start = diffusers_initial_state(
+        &engine,
+        &latents,
+        grid.rhos(&schedule)[0],
+        Spacing::Linspace,
+    )?;
     let euler = Ddim::new(
         schedule,
         Prediction::Eps,
@@ -199,9 +206,7 @@ fn readme_euler() -> gaussflow::Result<()> {
         DdimOptions::ddim(), // EulerAncestralDiscreteScheduler: DdimOptions::ddpm()
     )?;
     let driver = Driver::new(&engine, euler.plan()?)?;
-    // Start from the unit-variance latents (not latents · init_noise_sigma):
-    // gaussflow's state is z = x/√(σ² + 1), what scale_model_input returns.
-    let sample = driver.run(&latents, 0, SampleIds::Offset(0), |call| {
+    let sample = driver.run(&start, 0, SampleIds::Offset(0), |call| {
         *call.output = unet(call.state, timesteps[call.step])?;
         Ok(())
     })?;

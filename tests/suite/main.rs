@@ -73,6 +73,8 @@ mod errors_named;
 mod golden_add_noise;
 #[path = "../golden_ddim.rs"]
 mod golden_ddim;
+#[path = "../golden_euler_start.rs"]
+mod golden_euler_start;
 #[path = "../golden_flow_match.rs"]
 mod golden_flow_match;
 #[path = "../golden_kdiffusion.rs"]
