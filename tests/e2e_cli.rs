@@ -311,3 +311,29 @@ fn info_and_bench_name_the_cpu_instruction_sets() {
         "{cpu}"
     );
 }
+
+#[test]
+fn samplers_lists_the_catalog_as_text_and_json() {
+    use gaussflow::sampler::catalog::catalog;
+    let out = bin().args(["samplers", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entries = v["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), catalog().len());
+    for (j, e) in entries.iter().zip(catalog()) {
+        assert_eq!(j["provided"].as_bool(), Some(e.not_provided.is_none()));
+        assert_eq!(j["comfyui"].as_str(), e.comfyui);
+        assert_eq!(
+            j["checked_by"].as_array().unwrap().len(),
+            e.checked_by.len()
+        );
+    }
+    let out = bin().arg("samplers").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("k-diffusion sample_dpmpp_2m"), "{text}");
+    assert!(
+        text.contains("checked by tests/golden_kdiffusion.rs::"),
+        "{text}"
+    );
+}

@@ -57,6 +57,7 @@ macro_rules! sampler_fields {
     };
 }
 
+pub mod catalog;
 mod ddim;
 mod ddim_renoise;
 mod dpmpp;

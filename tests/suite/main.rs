@@ -104,6 +104,8 @@ mod reference_ops;
 mod rng_layout;
 #[path = "../rng_moments.rs"]
 mod rng_moments;
+#[path = "../sampler_catalog.rs"]
+mod sampler_catalog;
 #[path = "../sampler_driver.rs"]
 mod sampler_driver;
 #[path = "../sampler_errors.rs"]

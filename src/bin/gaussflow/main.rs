@@ -10,6 +10,7 @@ mod claims;
 mod figures;
 mod info;
 mod out;
+mod samplers;
 mod verify;
 
 /// Fused diffusion / flow-matching kernels: inspect, verify, benchmark.
@@ -35,6 +36,9 @@ enum Command {
     /// Time every kernel × storage type × size against a plain copy of the
     /// same bytes and the unfused (PyTorch-eager) way.
     Bench(bench::Args),
+    /// List every sampler and grid with its k-diffusion / ComfyUI /
+    /// diffusers name and what checks it (golden, claim, test).
+    Samplers(samplers::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -45,6 +49,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Claims(args)) => claims::run(&args),
         Some(Command::Figures(args)) => figures::run(&args),
         Some(Command::Bench(args)) => bench::run(&args),
+        Some(Command::Samplers(args)) => samplers::run(&args),
         None => main_job(),
     };
     match result {
