@@ -182,3 +182,93 @@ fn noise_and_step_do_not_depend_on_the_thread_count(engine: &gaussflow::Engine) 
         }
     });
 }
+
+/// One row shared by the batch gives the bits of the same row repeated per
+/// sample, for the step (no noise, Philox with a zero noise coefficient,
+/// noise read from a buffer) and the noising op with a buffer: the CPU
+/// backend runs shared-row launches without per-sample work as flat
+/// chunks that span samples, which must change nothing. Shapes with many
+/// small samples, a sample straddling a CPU chunk (16384 elements), D = 1.
+#[test(engines)]
+fn a_shared_row_gives_the_bits_of_the_row_repeated(engine: &gaussflow::Engine) {
+    common::on_engine(engine, |p| {
+        let runner = p.runner;
+        for shape in [
+            Shape::new(4096, 2),
+            Shape::new(700, 37),
+            Shape::new(5, 16411),
+            Shape::new(9, 1),
+        ] {
+            for dtype in DType::ALL.into_iter().filter(|&d| runner.supports(d)) {
+                let mut rng = TestRng::new(shape.len().unwrap() as u64 ^ 0x5a);
+                let ins: Vec<HostTensor> =
+                    (0..5).map(|_| rng.tensor(shape, dtype).unwrap()).collect();
+                let buf = HostNoise::Buffer(rng.tensor(shape, dtype).unwrap());
+                let philox = HostNoise::Philox {
+                    key: KEY,
+                    ids: HostIds::Offset(3),
+                };
+                let multistep = step_row(
+                    0.6,
+                    StepShape {
+                        history: 2,
+                        ..StepShape::default()
+                    },
+                );
+                let noisy = step_row(
+                    0.6,
+                    StepShape {
+                        eta: 1.0,
+                        ..StepShape::default()
+                    },
+                );
+                let inputs = common::slots([
+                    Some(&ins[0]),
+                    Some(&ins[1]),
+                    None,
+                    Some(&ins[2]),
+                    Some(&ins[3]),
+                ]);
+                for (name, row, noise) in [
+                    ("multistep, no noise", multistep, None),
+                    ("multistep, philox unused", multistep, Some(&philox)),
+                    ("ddpm, buffer", noisy, Some(&buf)),
+                ] {
+                    let run = |rows: &[StepRow]| {
+                        let (mut o, mut h) = (
+                            HostTensor::nan(shape, dtype).unwrap(),
+                            HostTensor::nan(shape, dtype).unwrap(),
+                        );
+                        runner
+                            .step(inputs, rows, noise, &mut o, Some(&mut h))
+                            .unwrap();
+                        (bits(&o), bits(&h))
+                    };
+                    let shared = run(&[row]);
+                    let repeated = run(&vec![row; shape.batch]);
+                    assert!(
+                        shared == repeated,
+                        "{} {shape} {dtype} step {name}: shared row differs",
+                        p.name
+                    );
+                }
+                let nrow = noise_row(0.4);
+                let run = |rows: &[NoiseRow]| {
+                    let (mut z, mut t) = (
+                        HostTensor::nan(shape, dtype).unwrap(),
+                        HostTensor::nan(shape, dtype).unwrap(),
+                    );
+                    runner
+                        .noise(&ins[4], rows, &buf, &mut z, Some(&mut t))
+                        .unwrap();
+                    (bits(&z), bits(&t))
+                };
+                assert!(
+                    run(&[nrow]) == run(&vec![nrow; shape.batch]),
+                    "{} {shape} {dtype} noise (buffer): shared row differs",
+                    p.name
+                );
+            }
+        }
+    });
+}

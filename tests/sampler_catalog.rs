@@ -51,10 +51,7 @@ fn every_listed_library_name_appears() {
         .flatten()
         .collect();
     let all = names.join(", ");
-    let has = |n: &str| {
-        all.split(|c: char| c == ',' || c == ';' || c == ' ' || c == '(' || c == ')')
-            .any(|w| w == n)
-    };
+    let has = |n: &str| all.split([',', ';', ' ', '(', ')']).any(|w| w == n);
     // The list (ComfyUI / k-diffusion names and diffusers classes).
     for n in [
         "lms",

@@ -5,7 +5,8 @@ use crate::rows::NoiseRow;
 use crate::simd::{Isa, Lanes, Simd, SimdFn, ld, st};
 
 use super::{
-    NoiseSrc, Segment, SendPtr, for_each_segment, for_lanes, for_noisy_lanes, host, out_ptr, typed,
+    NoiseSrc, Segment, SendPtr, for_each_flat, for_each_segment, for_lanes, for_noisy_lanes, host,
+    out_ptr, typed,
 };
 
 struct Ctx<'a, T> {
@@ -25,7 +26,13 @@ pub(super) fn run<T: Lanes>(isa: Isa, mut op: NoiseOp<'_>) {
         rows: op.rows,
         noise: NoiseSrc::new(&op.noise),
     };
-    for_each_segment(shape, |seg| isa.run(Job { ctx: &ctx, seg }));
+    // A shared row and noise read from a buffer: nothing per sample, so
+    // chunks need not be cut at sample boundaries.
+    if shape.dim > 0 && ctx.rows.host().len() == 1 && matches!(ctx.noise, NoiseSrc::Buffer(_)) {
+        for_each_flat(shape, |seg| isa.run(Job { ctx: &ctx, seg }));
+    } else {
+        for_each_segment(shape, |seg| isa.run(Job { ctx: &ctx, seg }));
+    }
 }
 
 struct Job<'c, 'a, T> {

@@ -12,7 +12,8 @@ use crate::rows::{STEP_INPUTS, StepRow};
 use crate::simd::{Isa, Lanes, Simd, SimdFn, ld, st};
 
 use super::{
-    NoiseSrc, Segment, SendPtr, for_each_segment, for_lanes, for_noisy_lanes, host, out_ptr, typed,
+    NoiseSrc, Segment, SendPtr, for_each_flat, for_each_segment, for_lanes, for_noisy_lanes, host,
+    out_ptr, typed,
 };
 
 struct Ctx<'a, T> {
@@ -32,7 +33,18 @@ pub(super) fn run<T: Lanes>(isa: Isa, mut op: StepOp<'_>) {
         rows: op.rows,
         noise: op.noise.as_ref().map(NoiseSrc::new),
     };
-    for_each_segment(shape, |seg| isa.run(Job { ctx: &ctx, seg }));
+    // One shared row and no Philox draw: the work per element is the same
+    // for every sample, so chunks need not be cut at sample boundaries.
+    let shared = ctx.rows.host().len() == 1;
+    let sample_free = match &ctx.noise {
+        Some(NoiseSrc::Philox { .. }) => ctx.rows.for_sample(0).noise == 0.0,
+        _ => true,
+    };
+    if shape.dim > 0 && shared && sample_free {
+        for_each_flat(shape, |seg| isa.run(Job { ctx: &ctx, seg }));
+    } else {
+        for_each_segment(shape, |seg| isa.run(Job { ctx: &ctx, seg }));
+    }
 }
 
 /// `x̂` not computed.
