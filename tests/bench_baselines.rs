@@ -30,6 +30,8 @@ fn unfused_baselines_compute_the_fused_result() {
         BenchOp::FlowEuler,
         BenchOp::CfgDdim,
         BenchOp::DpmSolver2M,
+        BenchOp::Lms4,
+        BenchOp::Plms,
         BenchOp::LossRead,
     ] {
         for n in [7usize, 4099] {
@@ -45,8 +47,13 @@ fn unfused_baselines_compute_the_fused_result() {
                 let err = max_rel(&w.losses().unwrap(), &fused_loss);
                 assert!(err < 1e-5, "loss n={n}: relative error {err:e}");
             }
-            // DPM-Solver++(2M) writes x̂ too; the others only output 0.
-            let outs = if op == BenchOp::DpmSolver2M { 2 } else { 1 };
+            // DPM-Solver++(2M) writes x̂ too, LMS its derivative; the
+            // others only output 0.
+            let outs = if matches!(op, BenchOp::DpmSolver2M | BenchOp::Lms4) {
+                2
+            } else {
+                1
+            };
             for k in 0..outs {
                 let (f, u) = (fused[k].to_f32_vec(), unfused[k].to_f32_vec());
                 assert!(f.iter().all(|v| v.is_finite()), "{op} n={n}");
@@ -70,6 +77,10 @@ fn minimal_bytes_count_each_array_once() {
     // In-kernel noise reads nothing: x read, z and target written.
     assert_eq!(bytes(BenchOp::NoisePhilox, DType::F32), 3 * 4 * n as u64);
     assert_eq!(bytes(BenchOp::NoiseBuffer, DType::F32), 4 * 4 * n as u64);
+    // LMS: x, ε̂ and 3 derivatives read; x_s and ε̂ written. PLMS: z, ε̂ and
+    // 3 earlier ε̂ read; z_s written.
+    assert_eq!(bytes(BenchOp::Lms4, DType::F32), 7 * 4 * n as u64);
+    assert_eq!(bytes(BenchOp::Plms, DType::F32), 6 * 4 * n as u64);
     // pred, target read, grad written, one f32 loss per sample.
     assert_eq!(bytes(BenchOp::LossRead, DType::F32), 3 * 4 * n as u64 + 4);
 }

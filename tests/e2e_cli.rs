@@ -222,6 +222,46 @@ fn bench_with_a_huge_size_is_an_error_not_an_abort() {
         assert!(!text.contains("panicked"), "{text}");
     }
 }
+/// `bench --shapes` measures the `[B, D]` shapes it is given (and only
+/// those when `--sizes` is absent), reporting each row's shape; a malformed
+/// or empty shape is a usage error naming it.
+#[test]
+fn bench_measures_explicit_shapes() {
+    let out = bin()
+        .args([
+            "bench",
+            "--backend",
+            "cpu",
+            "--json",
+            "--quick",
+            "--ops",
+            "step/ddim",
+            "--dtypes",
+            "f32",
+            "--shapes",
+            "4096x2,1x8192",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["backends"][0]["rows"].as_array().unwrap();
+    let shapes: Vec<_> = rows.iter().map(|r| r["shape"].clone()).collect();
+    assert_eq!(
+        shapes,
+        [serde_json::json!([4096, 2]), serde_json::json!([1, 8192])]
+    );
+    for bad in ["4096", "0x2", "4x0", "ax2"] {
+        let (code, text) = run(&["bench", "--backend", "cpu", "--shapes", bad], &[]);
+        assert_eq!(code, Some(2), "{bad}: {text}");
+        assert!(text.contains(bad), "{bad}: {text}");
+    }
+}
+
 /// `info` names the instruction set the CPU kernels use and every one the
 /// processor has, as text and JSON; the bench JSON says which path
 /// produced the CPU figures.

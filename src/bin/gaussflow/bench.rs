@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use gaussflow::lab::bench::{self, BenchConfig, BenchOp, Progress};
-use gaussflow::{BackendKind, DType, Engine};
+use gaussflow::{BackendKind, DType, Engine, Shape};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::out::outln;
@@ -18,9 +18,14 @@ pub struct Args {
     #[arg(long = "backend", value_name = "cpu|wgpu|cuda")]
     pub backends: Vec<BackendKind>,
     /// Sizes in elements (comma-separated; `[n/65536, 65536]` when a
-    /// multiple of 65536).
-    #[arg(long, value_delimiter = ',', default_values_t = bench::DEFAULT_SIZES.to_vec())]
+    /// multiple of 65536). Default: 64K, 1M, 16M, unless `--shapes` is given.
+    #[arg(long, value_delimiter = ',')]
     pub sizes: Vec<usize>,
+    /// Extra `[B, D]` shapes, after the sizes (comma-separated `BxD`, e.g.
+    /// `4096x2,1x8192`): small-`D` batches against one sample of the same
+    /// total size show any cost per sample.
+    #[arg(long, value_delimiter = ',', value_parser = parse_shape)]
+    pub shapes: Vec<Shape>,
     /// Storage types (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = DType::ALL.to_vec())]
     pub dtypes: Vec<DType>,
@@ -33,6 +38,21 @@ pub struct Args {
     /// Shorter measurements (60 ms each instead of 400 ms).
     #[arg(long)]
     pub quick: bool,
+}
+
+/// `BxD` (or `B×D`) with both at least 1.
+fn parse_shape(s: &str) -> Result<Shape, String> {
+    let (b, d) = s
+        .split_once(['x', '×'])
+        .ok_or_else(|| format!("`{s}` is not BxD (e.g. 4096x2)"))?;
+    let num = |v: &str, what: &str| -> Result<usize, String> {
+        match v.trim().parse::<usize>() {
+            Ok(0) => Err(format!("`{s}`: {what} 0 has no elements")),
+            Ok(n) => Ok(n),
+            Err(e) => Err(format!("`{s}`: {what} `{v}`: {e}")),
+        }
+    };
+    Ok(Shape::new(num(b, "batch")?, num(d, "dim")?))
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal).
@@ -69,7 +89,12 @@ pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         .into());
     }
     let mut cfg = BenchConfig {
-        sizes: args.sizes.clone(),
+        sizes: if args.sizes.is_empty() && args.shapes.is_empty() {
+            bench::DEFAULT_SIZES.to_vec()
+        } else {
+            args.sizes.clone()
+        },
+        shapes: args.shapes.clone(),
         dtypes: args.dtypes.clone(),
         ..BenchConfig::default()
     };

@@ -23,7 +23,7 @@
 use crate::error::Result;
 
 use super::BenchOp;
-use super::workload::{IN0, IN1, IN2, OUT0, OUT1, TMP, Workload, XI};
+use super::workload::{IN0, IN1, IN2, IN3, IN4, OUT0, OUT1, TMP, Workload, XI};
 
 /// Number of passes of each op's baseline (`None` where the op is itself
 /// one pass).
@@ -37,6 +37,8 @@ pub(crate) fn passes(op: BenchOp) -> Option<usize> {
         BenchOp::Ddpm => Some(9),
         BenchOp::DpmSolver2M => Some(10),
         BenchOp::CfgDdim => Some(9),
+        BenchOp::Lms4 => Some(13),
+        BenchOp::Plms => Some(12),
         BenchOp::LossRead => Some(3),
         BenchOp::LossRebuild => Some(6),
     }
@@ -114,6 +116,53 @@ pub(crate) fn run(w: &mut Workload<'_>) -> Result<bool> {
             w.pass(t3, &[(t0, 1.0), (t1, -1.0)])?; // … - …
             w.pass(t0, &[(t2, 0.5 * sc.as_ * em)])?; // 0.5 (…) * D1
             w.pass(OUT0, &[(t3, 1.0), (t0, -1.0)])?; // … - …
+        }
+        // LMSDiscreteScheduler.step, ε-prediction (scheduling_lms_discrete.py):
+        //   pred_original_sample = sample - sigma * model_output             (2 passes)
+        //   derivative = (sample - pred_original_sample) / sigma             (2 passes)
+        //   self.derivatives.append(derivative)   (the history: no pass)
+        //   prev_sample = sample + sum(coeff * derivative for coeff, derivative
+        //                 in zip(lms_coeffs, reversed(self.derivatives)))
+        //       4 products, Python's sum: 0 + first, then 3 more additions,
+        //       then sample + (…)                                            (9 passes)
+        BenchOp::Lms4 => {
+            let (sigma, c) = (w.lms.sigma, w.lms.coeffs);
+            w.pass(t0, &[(IN1, sigma)])?;
+            w.pass(t1, &[(IN0, 1.0), (t0, -1.0)])?; // pred_original_sample
+            w.pass(t0, &[(IN0, 1.0), (t1, -1.0)])?;
+            w.pass(OUT1, &[(t0, 1.0 / sigma)])?; // derivative
+            w.pass(t0, &[(OUT1, c[0])])?;
+            w.pass(t1, &[(t0, 1.0)])?; // 0 + c₀ d₀
+            for (k, h) in [IN2, IN3, IN4].into_iter().enumerate() {
+                w.pass(t0, &[(h, c[k + 1])])?;
+                w.pass(t2, &[(t1, 1.0), (t0, 1.0)])?;
+                w.pass(t1, &[(t2, 1.0)])?;
+            }
+            w.pass(OUT0, &[(IN0, 1.0), (t1, 1.0)])?;
+        }
+        // PNDMScheduler.step_plms (scheduling_pndm.py), 4 ets kept:
+        //   model_output = (1 / 24) * (55 * ets[-1] - 59 * ets[-2] + 37 * ets[-3] - 9 * ets[-4])
+        //       4 products, 3 sums, the 1/24 scale                          (8 passes)
+        //   _get_prev_sample:
+        //   prev_sample = sample_coeff * sample
+        //                 - (alpha_prod_t_prev - alpha_prod_t) * model_output / model_output_denom_coeff
+        //                                                                    (4 passes)
+        BenchOp::Plms => {
+            let (a_t, a_p) = (sc.at * sc.at, sc.as_ * sc.as_);
+            let sample_coeff = (a_p / a_t).sqrt();
+            let denom = a_t * (1.0 - a_p).sqrt() + (a_t * (1.0 - a_t) * a_p).sqrt();
+            w.pass(t0, &[(IN1, 55.0)])?;
+            w.pass(t1, &[(IN2, 59.0)])?;
+            w.pass(t2, &[(t0, 1.0), (t1, -1.0)])?;
+            w.pass(t0, &[(IN3, 37.0)])?;
+            w.pass(t1, &[(t2, 1.0), (t0, 1.0)])?;
+            w.pass(t0, &[(IN4, 9.0)])?;
+            w.pass(t2, &[(t1, 1.0), (t0, -1.0)])?;
+            w.pass(t3, &[(t2, 1.0 / 24.0)])?; // model_output
+            w.pass(t0, &[(IN0, sample_coeff)])?;
+            w.pass(t1, &[(t3, a_p - a_t)])?;
+            w.pass(t2, &[(t1, 1.0 / denom)])?;
+            w.pass(OUT0, &[(t0, 1.0), (t2, -1.0)])?;
         }
         // train_text_to_image.py:1037–1039 (min-SNR-γ weighting) and the
         // backward pass of `accelerator.backward(loss)` (1046):

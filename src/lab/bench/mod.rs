@@ -29,8 +29,8 @@ mod workload;
 use std::time::Duration;
 
 use crate::backend::{BackendKind, Clock, Engine, Timings};
-use crate::error::Result;
-use crate::tensor::DType;
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Shape};
 
 pub use workload::{CopyCeiling, SAMPLE, Workload, shape_for};
 
@@ -56,6 +56,16 @@ pub enum BenchOp {
     DpmSolver2M,
     /// Classifier-free guidance + DDIM in one pass (reads z, ε_c, ε_u).
     CfgDdim,
+    /// Linear multistep of order 4 in k-diffusion's variables (LMS, as
+    /// `sample_lms` / `LMSDiscreteScheduler`): reads x, ε̂ and three
+    /// earlier derivatives from the history stack, writes x_s and this
+    /// step's derivative (the next step's history). Four history-stack
+    /// entries: the multistep samplers' widest row in common use.
+    Lms4,
+    /// PLMS (`PNDMScheduler` with `skip_prk_steps`, ε-prediction): reads z,
+    /// ε̂ and the three earlier model outputs, writes z_s (the model output
+    /// itself is the next step's history: nothing else written).
+    Plms,
     /// min-SNR-weighted MSE + gradient, target read.
     LossRead,
     /// The same with the v-target rebuilt from x and regenerated noise.
@@ -64,7 +74,7 @@ pub enum BenchOp {
 
 impl BenchOp {
     /// Every op, in table order.
-    pub const ALL: [BenchOp; 10] = [
+    pub const ALL: [BenchOp; 12] = [
         BenchOp::Randn,
         BenchOp::NoisePhilox,
         BenchOp::NoiseBuffer,
@@ -73,6 +83,8 @@ impl BenchOp {
         BenchOp::Ddpm,
         BenchOp::DpmSolver2M,
         BenchOp::CfgDdim,
+        BenchOp::Lms4,
+        BenchOp::Plms,
         BenchOp::LossRead,
         BenchOp::LossRebuild,
     ];
@@ -88,6 +100,8 @@ impl BenchOp {
             BenchOp::Ddpm => "step/ddpm",
             BenchOp::DpmSolver2M => "step/dpm++2m",
             BenchOp::CfgDdim => "step/cfg+ddim",
+            BenchOp::Lms4 => "step/lms4",
+            BenchOp::Plms => "step/plms",
             BenchOp::LossRead => "loss/read",
             BenchOp::LossRebuild => "loss/rebuild",
         }
@@ -111,6 +125,8 @@ impl BenchOp {
                 | BenchOp::Ddpm
                 | BenchOp::DpmSolver2M
                 | BenchOp::CfgDdim
+                | BenchOp::Lms4
+                | BenchOp::Plms
         )
     }
 
@@ -162,6 +178,9 @@ pub struct BenchConfig {
     pub dtypes: Vec<DType>,
     /// Sizes in elements (`[n / 65536, 65536]` when a multiple of 65536).
     pub sizes: Vec<usize>,
+    /// Explicit `[B, D]` shapes, measured after `sizes`: small-`D` batches
+    /// (e.g. `4096 × 2` next to `1 × 8192`) show any cost per sample.
+    pub shapes: Vec<Shape>,
     /// Time spent per measurement (after one warm-up launch).
     pub target: Duration,
     /// Fewest repetitions per measurement.
@@ -180,6 +199,7 @@ impl Default for BenchConfig {
             ops: BenchOp::ALL.to_vec(),
             dtypes: DType::ALL.to_vec(),
             sizes: DEFAULT_SIZES.to_vec(),
+            shapes: Vec::new(),
             target: Duration::from_millis(400),
             min_reps: 5,
             max_reps: 10_000,
@@ -214,9 +234,15 @@ impl BenchConfig {
         .quick()
     }
 
-    /// Measurements [`run`] makes: one per (op, dtype, size).
+    /// Measurements [`run`] makes: one per (op, dtype, shape).
     pub fn len(&self) -> usize {
-        self.ops.len() * self.dtypes.len() * self.sizes.len()
+        self.ops.len() * self.dtypes.len() * self.all_shapes().len()
+    }
+
+    /// Every shape measured: [`shape_for`] of each size, then `shapes`.
+    pub fn all_shapes(&self) -> Vec<Shape> {
+        let sized = self.sizes.iter().map(|&n| shape_for(n));
+        sized.chain(self.shapes.iter().copied()).collect()
     }
 
     /// Nothing to measure.
@@ -319,16 +345,16 @@ pub fn run(
     let total = cfg.len();
     let mut done = 0;
     for &dtype in &cfg.dtypes {
-        for &size in &cfg.sizes {
+        for shape in cfg.all_shapes() {
             for &op in &cfg.ops {
-                let label = format!("{} {op} {dtype} {}", engine.kind(), size_name(size));
+                let label = format!("{} {op} {dtype} {}", engine.kind(), shape_name(shape));
                 progress(&Progress {
                     done,
                     total,
                     label: label.clone(),
                 });
                 if engine.supports(dtype) {
-                    rows.push(bench_one(engine, cfg, op, dtype, size)?);
+                    rows.push(bench_one(engine, cfg, op, dtype, shape)?);
                 }
                 done += 1;
                 progress(&Progress { done, total, label });
@@ -343,9 +369,15 @@ fn bench_one(
     cfg: &BenchConfig,
     op: BenchOp,
     dtype: DType,
-    size: usize,
+    shape: Shape,
 ) -> Result<BenchRow> {
-    let mut w = Workload::new(engine, op, size, dtype)?;
+    if shape.is_empty() {
+        return Err(Error::invalid(
+            "bench shape",
+            format!("{shape} has no elements: nothing to time"),
+        ));
+    }
+    let mut w = Workload::with_shape(engine, op, shape, dtype)?;
     let bytes = w.bytes();
     let mut copy = CopyCeiling::new(engine, dtype, bytes)?;
     let before = copy_gbps(engine, cfg, &mut copy)?;
@@ -402,6 +434,16 @@ pub fn size_name(n: usize) -> String {
     }
 }
 
+/// [`size_name`] of a shape [`shape_for`] gives, else `B×D`.
+pub fn shape_name(shape: Shape) -> String {
+    let n = shape.batch * shape.dim;
+    if shape_for(n) == shape {
+        size_name(n)
+    } else {
+        format!("{}×{}", shape.batch, shape.dim)
+    }
+}
+
 /// What each column of [`format_table`] means, for a reader of the CLI.
 pub const TABLE_LEGEND: &str = "\
 columns: median µs = median time of the fused op; GB/s = minimal bytes moved (each input read once, \
@@ -426,7 +468,7 @@ pub fn noise_warning(rows: &[BenchRow]) -> Option<String> {
                 "{} {} {} ({:.0}%)",
                 r.op.name(),
                 r.dtype.name(),
-                size_name(r.size),
+                row_shape_name(r),
                 100.0 * r.copy_spread
             )
         })
@@ -445,10 +487,14 @@ pub fn noise_warning(rows: &[BenchRow]) -> Option<String> {
     })
 }
 
+fn row_shape_name(r: &BenchRow) -> String {
+    shape_name(Shape::new(r.shape[0], r.shape[1]))
+}
+
 /// The rows as a fixed-width text table.
 pub fn format_table(rows: &[BenchRow]) -> String {
     let mut s = format!(
-        "{:<16} {:<5} {:<5} {:>6} {:>10} {:>8} {:>8} {:>6} {:>11} {:>8} {:>9} {:>9} {:>9}\n",
+        "{:<16} {:<5} {:<5} {:>8} {:>10} {:>8} {:>8} {:>6} {:>11} {:>8} {:>9} {:>9} {:>9}\n",
         "op",
         "back",
         "dtype",
@@ -466,11 +512,11 @@ pub fn format_table(rows: &[BenchRow]) -> String {
     let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".to_string(), f);
     for r in rows {
         s += &format!(
-            "{:<16} {:<5} {:<5} {:>6} {:>10.1} {:>8.1} {:>8.1} {:>6.2} {:>11} {:>8} {:>9} {:>9} {:>9}\n",
+            "{:<16} {:<5} {:<5} {:>8} {:>10.1} {:>8.1} {:>8.1} {:>6.2} {:>11} {:>8} {:>9} {:>9} {:>9}\n",
             r.op.name(),
             r.backend.name(),
             r.dtype.name(),
-            size_name(r.size),
+            row_shape_name(r),
             r.median_s * 1e6,
             r.gbps,
             r.copy_gbps,

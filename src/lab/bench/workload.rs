@@ -106,6 +106,7 @@ pub struct Workload<'e> {
     dtype: DType,
     pub(crate) t: Arena,
     pub(crate) sc: Scalars,
+    pub(crate) lms: LmsStep,
     noise_rows: Vec<NoiseRow>,
     loss_rows: Vec<LossRow>,
     step_row: StepRow,
@@ -123,6 +124,99 @@ pub(crate) const OUT1: usize = 4;
 pub(crate) const XI: usize = 5;
 /// Scratch tensors of the unfused baselines.
 pub(crate) const TMP: [usize; 4] = [6, 7, 8, 9];
+/// The second and third history inputs (the first is `IN2`), allocated only
+/// for the ops with a four-entry history ([`BenchOp::Lms4`], [`BenchOp::Plms`]).
+pub(crate) const IN3: usize = 10;
+pub(crate) const IN4: usize = 11;
+
+/// The LMS step benchmarked, in k-diffusion's variables (`σ = σ/α` of the
+/// VP cosine schedule): from `t = 0.5` to `s = 0.48` with the derivatives
+/// of `0.52, 0.54, 0.56` in the history.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LmsStep {
+    /// `σ_t`.
+    pub sigma: f64,
+    /// `c_k = ∫_{σ_t}^{σ_s} ℓ_k(σ) dσ`, `ℓ_k` the Lagrange basis over
+    /// `σ_t, σ_{t+1}, σ_{t+2}, σ_{t+3}` (newest first).
+    pub coeffs: [f64; 4],
+}
+
+impl LmsStep {
+    fn new() -> Result<Self> {
+        let sch = VpCosine;
+        let kd = |t: f64| -> Result<f64> {
+            let at = sch.at(t)?;
+            Ok(at.sigma / at.alpha)
+        };
+        let nodes = [kd(T)?, kd(T_PREV)?, kd(T_PREV + 0.02)?, kd(T_PREV + 0.04)?];
+        let (a, b) = (nodes[0], kd(S)?);
+        // 3-point Gauss–Legendre is exact for the cubic ℓ_k.
+        let gl = [
+            (-(0.6f64).sqrt(), 5.0 / 9.0),
+            (0.0, 8.0 / 9.0),
+            ((0.6f64).sqrt(), 5.0 / 9.0),
+        ];
+        let coeffs = std::array::from_fn(|k| {
+            gl.iter()
+                .map(|&(x, wt)| {
+                    let sig = 0.5 * (a + b) + 0.5 * (b - a) * x;
+                    let l: f64 = (0..4)
+                        .filter(|&j| j != k)
+                        .map(|j| (sig - nodes[j]) / (nodes[k] - nodes[j]))
+                        .product();
+                    0.5 * (b - a) * wt * l
+                })
+                .sum()
+        });
+        Ok(LmsStep { sigma: a, coeffs })
+    }
+
+    /// The fused row: `x_s = x + c₀ ε̂ + Σ c_k d_k`, the derivative `ε̂`
+    /// (the model output, ε-prediction) written as the second output.
+    fn row(&self) -> StepRow {
+        let mut out = [0.0; crate::rows::STEP_INPUTS];
+        out[STATE] = 1.0;
+        out[MODEL] = self.coeffs[0] as f32;
+        for k in 1..4 {
+            out[HISTORY + k - 1] = self.coeffs[k] as f32;
+        }
+        let mut x_hat = [0.0; crate::rows::STEP_INPUTS];
+        x_hat[MODEL] = 1.0;
+        StepRow {
+            x_hat,
+            out,
+            out_x_hat: 0.0,
+            noise: 0.0,
+            clip: crate::rows::NO_CLIP,
+            pad: 0.0,
+        }
+    }
+}
+
+/// The PLMS row (ε-prediction, `ᾱ = α²` of the VP cosine schedule at `T`
+/// and `S`): `z_s = c_z z − c_e (55 ε₀ − 59 ε₁ + 37 ε₂ − 9 ε₃)/24` with
+/// diffusers' `c_z = (ᾱ_s/ᾱ_t)^½` and
+/// `c_e = (ᾱ_s − ᾱ_t) / (ᾱ_t (1 − ᾱ_s)^½ + (ᾱ_t (1 − ᾱ_t) ᾱ_s)^½)`.
+fn plms_row(sc: &Scalars) -> StepRow {
+    let (a_t, a_s) = (sc.at * sc.at, sc.as_ * sc.as_);
+    let c_z = (a_s / a_t).sqrt();
+    let c_e = (a_s - a_t) / (a_t * (1.0 - a_s).sqrt() + (a_t * (1.0 - a_t) * a_s).sqrt());
+    let mut out = [0.0; crate::rows::STEP_INPUTS];
+    out[STATE] = c_z as f32;
+    // Newest first: this step's ε̂, then the stack from its top.
+    let slots = [MODEL, HISTORY, HISTORY + 1, HISTORY + 2];
+    for (slot, w) in slots.into_iter().zip([55.0, -59.0, 37.0, -9.0]) {
+        out[slot] = (-c_e * w / 24.0) as f32;
+    }
+    StepRow {
+        x_hat: [0.0; crate::rows::STEP_INPUTS],
+        out,
+        out_x_hat: 0.0,
+        noise: 0.0,
+        clip: crate::rows::NO_CLIP,
+        pad: 0.0,
+    }
+}
 
 impl<'e> Workload<'e> {
     /// Allocates and fills the tensors of `op` on `engine` for `n` elements
@@ -144,12 +238,14 @@ impl<'e> Workload<'e> {
     /// of issue 14: `B = 4096 × D = 2`, `B = 256 × D = 64`).
     pub fn with_shape(engine: &'e Engine, op: BenchOp, shape: Shape, dtype: DType) -> Result<Self> {
         let sc = Scalars::new()?;
+        let lms = LmsStep::new()?;
+        let four_history = matches!(op, BenchOp::Lms4 | BenchOp::Plms);
         let mut v = Vec::new();
-        for i in 0..10 {
+        for i in 0..if four_history { 12 } else { 10 } {
             let t = engine.alloc(shape, dtype)?;
             v.push(Some(t));
             // Inputs and the noise buffer hold standard normals.
-            if i <= IN2 || i == XI {
+            if i <= IN2 || i == XI || i >= IN3 {
                 let mut t = v[i].take().expect("just pushed");
                 engine.step(StepOp {
                     inputs: Default::default(),
@@ -176,6 +272,8 @@ impl<'e> Workload<'e> {
             BenchOp::Ddpm => ddim_row(&sch, eps, T, S, &DdimOptions::ddpm())?.to_row()?,
             BenchOp::FlowEuler => flow_euler_row(&Flow, Prediction::Velocity, T, S)?.to_row()?,
             BenchOp::DpmSolver2M => dpmpp_2m_row(&sch, eps, T, S, Some(T_PREV))?.to_row()?,
+            BenchOp::Lms4 => lms.row(),
+            BenchOp::Plms => plms_row(&sc),
             BenchOp::CfgDdim => {
                 guided(&ddim_row(&sch, eps, T, S, &DdimOptions::ddim())?, GUIDANCE)?.to_row()?
             }
@@ -214,6 +312,7 @@ impl<'e> Workload<'e> {
             dtype,
             t: Arena(v),
             sc,
+            lms,
             noise_rows,
             loss_rows,
             step_row,
@@ -277,6 +376,8 @@ impl<'e> Workload<'e> {
             BenchOp::Ddim | BenchOp::FlowEuler | BenchOp::Ddpm => 3,
             BenchOp::DpmSolver2M => 5,
             BenchOp::CfgDdim => 4,
+            BenchOp::Lms4 => 7,
+            BenchOp::Plms => 6,
             BenchOp::LossRead | BenchOp::LossRebuild => 3,
         };
         let loss = match self.op {
@@ -305,6 +406,8 @@ impl<'e> Workload<'e> {
             | BenchOp::FlowEuler
             | BenchOp::Ddpm
             | BenchOp::CfgDdim
+            | BenchOp::Lms4
+            | BenchOp::Plms
             | BenchOp::DpmSolver2M => self.step_op(Some(philox(7))),
             BenchOp::LossRead => self.loss_op(false, None),
             BenchOp::LossRebuild => self.loss_op(true, Some(philox(7))),
@@ -381,6 +484,11 @@ impl<'e> Workload<'e> {
             match op {
                 BenchOp::CfgDdim => inputs[MODEL_UNCOND] = Some(t.get(IN2).view()),
                 BenchOp::DpmSolver2M => inputs[HISTORY] = Some(t.get(IN2).view()),
+                BenchOp::Lms4 | BenchOp::Plms => {
+                    for (k, i) in [IN2, IN3, IN4].into_iter().enumerate() {
+                        inputs[HISTORY + k] = Some(t.get(i).view());
+                    }
+                }
                 _ => {}
             }
             let noise = match op {
@@ -392,7 +500,7 @@ impl<'e> Workload<'e> {
                 rows: (&row).into(),
                 noise,
                 out: out.view_mut(),
-                x_hat: (op == BenchOp::DpmSolver2M).then(|| xh.view_mut()),
+                x_hat: matches!(op, BenchOp::DpmSolver2M | BenchOp::Lms4).then(|| xh.view_mut()),
             })
         });
         self.t.0[OUT1] = Some(xh);
