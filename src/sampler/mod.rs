@@ -22,11 +22,19 @@
 //!   | reverse SDE Euler–Maruyama | [`euler_maruyama_row`] | `z_s = z_t + (s − t)(f z − ½(1+η²) g² ŝ) + η g sqrt(t − s) ξ` |
 //!   | Heun (EDM) | [`heun_predictor_row`], [`heun_corrector_row`] | predictor + trapezoid in `(x, ρ)` |
 //!   | DPM-Solver++(2M) | [`dpmpp_2m_row`] | `z_s = (σ_s/σ_t) z − α_s expm1(−h) D` |
+//!   | LMS (k-diffusion) | [`lms_row`] | `x_s = x_t + Σ_j c_j d_{i−j}`, `c_j = ∫ ℓ_j dρ` |
+//!   | DPM-Solver-2 (ancestral) | [`dpm2_stages`] | Euler to `ρ_mid`, then `x_s = x_t + (ρ_down − ρ_t) d′ + ρ_up ξ` |
+//!   | DPM-Solver++(2S) ancestral | [`dpmpp_2s_ancestral_stages`] | `x_s = (ρ_down/ρ_t) x_t − expm1(−h) D′ + ρ_up ξ` |
+//!   | DPM-Solver++ SDE | [`dpmpp_sde_stages`] | two ancestral DPM-Solver++ stages, `r = ½` |
+//!   | DPM-Solver++(2M) SDE | [`dpmpp_2m_sde_row`] | `x_s = (ρ_s/ρ_t) e^{−ηh} x_t + (1 − e^{−(1+η)h}) D + c/r (D − D_prev) + ρ_s sqrt(1 − e^{−2ηh}) ξ` |
+//!   | DPM-Solver++(3M) SDE | [`dpmpp_3m_sde_row`] | `x_s = e^{−h_η} x_t + (1 − e^{−h_η}) D + φ₂ d₁ − φ₃ d₂ + noise` |
 //!   | Langevin corrector | [`langevin_row`] | `z ← z + δ ŝ + sqrt(2δ) ξ` |
 //!   | classifier-free guidance | [`guided`] | `p = p_u + w (p_c − p_u)` folded into any row |
 //!   | forward renoising | [`renoise_row`] | `z_t = (α_t/α_s) z_s + sqrt(σ_t² − (α_t/α_s)² σ_s²) ξ` |
 //!
-//!   with `ŝ = −ε̂/σ_t` the score, `f = α′/α`, `g² = 2σσ′ − 2fσ²` (docs/DESIGN.md §5).
+//!   with `ŝ = −ε̂/σ_t` the score, k-diffusion's `x = z/α`, `ρ = σ/α`,
+//!   `d = (x − D)/ρ = ε̂`, `D = x̂` (module [`kdiff`] docs), `f = α′/α`,
+//!   `g² = 2σσ′ − 2fσ²` (docs/DESIGN.md §5).
 //!
 //! * **Sampler objects** implementing [`Sampler`]: a list of steps
 //!   ([`Steps`]) and, per step, its [`Stage`]s. Each stage is one model
@@ -60,26 +68,40 @@ macro_rules! sampler_fields {
 pub mod catalog;
 mod ddim;
 mod ddim_renoise;
+mod dpm2;
 mod dpmpp;
+mod dpmpp_2m_sde;
+mod dpmpp_2s;
+mod dpmpp_3m_sde;
+mod dpmpp_sde;
 mod euler_maruyama;
 mod flow_euler;
 mod forward;
 mod guidance;
 mod heun;
+pub mod kdiff;
 mod langevin;
+mod lms;
 mod pf_ode;
 mod plan;
 mod steps;
 
 pub use ddim::{ClipSample, Ddim, DdimOptions, churn_variance, ddim_row};
 pub use ddim_renoise::DdimRenoise;
+pub use dpm2::{Dpm2, dpm2_stages};
 pub use dpmpp::{DpmSolverPP2M, DpmppOptions, dpmpp_2m_row};
+pub use dpmpp_2m_sde::{DpmSolverPP2MSde, SolverType, dpmpp_2m_sde_row};
+pub use dpmpp_2s::{DpmSolverPP2SAncestral, dpmpp_2s_ancestral_stages};
+pub use dpmpp_3m_sde::{DpmSolverPP3MSde, dpmpp_3m_sde_row};
+pub use dpmpp_sde::{DpmSolverPPSde, dpmpp_sde_stages};
 pub use euler_maruyama::{EulerMaruyama, euler_maruyama_row};
 pub use flow_euler::{FlowEuler, flow_euler_row};
 pub use forward::renoise_row;
 pub use guidance::{Guided, guided};
 pub use heun::{Heun, heun_corrector_row, heun_predictor_row};
+pub use kdiff::ancestral_step;
 pub use langevin::{CorrectorStep, PredictorCorrector, langevin_row};
+pub use lms::{Lms, MAX_LMS_ORDER, lms_coeffs, lms_row};
 pub use pf_ode::{PfOdeEuler, pf_ode_euler_row};
 pub use plan::{Composition, HostCall, HostModelFn, HostNoiseFn, Plan, PlanStage};
 pub use steps::Steps;

@@ -79,6 +79,8 @@ mod golden_euler_start;
 mod golden_flow_match;
 #[path = "../golden_kdiffusion.rs"]
 mod golden_kdiffusion;
+#[path = "../golden_kdiffusion_samplers.rs"]
+mod golden_kdiffusion_samplers;
 #[path = "../golden_readme.rs"]
 mod golden_readme;
 #[path = "../golden_recipes.rs"]
