@@ -619,11 +619,13 @@ fn diffusers_sampler_options_are_checked() {
     // A step past the end is an error, not a panic.
     let u = UniPc::new(sd.clone(), eps, grid.clone(), UniPcOptions::default()).unwrap();
     assert_err!(u.stages(4), Error::InvalidArgument { .. });
-    // ε-prediction cannot be inverted where α = 0 (a zero-SNR terminal step).
-    let zsnr = DiscreteConfig::new(gaussflow::schedule::BetaSchedule::scaled_linear())
-        .zero_snr(true)
-        .build()
-        .unwrap();
-    let d = Deis::new(zsnr, eps, grid, DeisOptions::default()).unwrap();
+    // ε-prediction cannot be inverted where α = 0 (the flow schedule's t = 1).
+    let d = Deis::new(
+        Flow,
+        eps,
+        Steps::from_grid(&[1.0, 0.5, 0.25]).unwrap(),
+        DeisOptions::default(),
+    )
+    .unwrap();
     assert_err!(d.plan(), Error::NotInvertible { .. });
 }
