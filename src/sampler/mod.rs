@@ -68,7 +68,9 @@ macro_rules! sampler_fields {
 pub mod catalog;
 mod ddim;
 mod ddim_renoise;
+mod deis;
 mod dpm2;
+mod dpm_singlestep;
 mod dpmpp;
 mod dpmpp_2m_sde;
 mod dpmpp_2s;
@@ -81,13 +83,19 @@ mod guidance;
 mod heun;
 pub mod kdiff;
 mod langevin;
+mod lcm;
 mod lms;
 mod pf_ode;
 mod plan;
+mod pndm;
 mod steps;
+mod tcd;
+mod unipc;
 
 pub use ddim::{ClipSample, Ddim, DdimOptions, churn_variance, ddim_row};
 pub use ddim_renoise::DdimRenoise;
+pub use deis::{Deis, DeisOptions};
+pub use dpm_singlestep::{DpmSolverSinglestep, DpmSolverSinglestepOptions};
 pub use dpm2::{Dpm2, dpm2_stages};
 pub use dpmpp::{DpmSolverPP2M, DpmppOptions, dpmpp_2m_row};
 pub use dpmpp_2m_sde::{DpmSolverPP2MSde, SolverType, dpmpp_2m_sde_row};
@@ -101,15 +109,19 @@ pub use guidance::{Guided, guided};
 pub use heun::{Heun, heun_corrector_row, heun_predictor_row};
 pub use kdiff::ancestral_step;
 pub use langevin::{CorrectorStep, PredictorCorrector, langevin_row};
+pub use lcm::{Lcm, LcmOptions};
 pub use lms::{Lms, MAX_LMS_ORDER, lms_coeffs, lms_row};
 pub use pf_ode::{PfOdeEuler, pf_ode_euler_row};
 pub use plan::{Composition, HostCall, HostModelFn, HostNoiseFn, Plan, PlanStage};
+pub use pndm::{Pndm, PndmOptions};
 pub use steps::Steps;
+pub use tcd::{Tcd, TcdOptions};
+pub use unipc::{UniPc, UniPcOptions, UniPcSolver};
 
 use crate::error::{Error, Result, check_finite};
 use crate::param::{Inverse, Prediction};
 use crate::rng::Domain;
-use crate::rows::{MODEL, STATE, STEP_INPUTS, StepCoeffs};
+use crate::rows::{HISTORY, HISTORY_SLOTS, MODEL, STATE, STEP_INPUTS, StepCoeffs};
 use crate::schedule::{Schedule, ScheduleAt};
 
 /// One stage of a sampler step: a model evaluation at time [`t`](Stage::t)
@@ -286,6 +298,86 @@ pub(crate) fn combine(inv: &Inverse, c_z: f64, c_x: f64, c_e: f64, c_xi: f64) ->
     c.out[MODEL] = c_x * inv.x_hat[1] + c_e * inv.eps_hat[1];
     c.noise = c_xi;
     c
+}
+
+/// A linear combination of the state `z`, the current stage's history
+/// quantity `m` (whatever the sampler stores: `x̂`, `ε̂` or the raw model
+/// output, itself `m = m_z z + m_p p`) and the history entries `H_a`
+/// (`H_0` the newest): `c_z z + c_m m + Σ_a c_h[a] H_a`. The multistep
+/// samplers write their updates in this form and turn it into a row with
+/// [`Lin::row`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct Lin {
+    pub z: f64,
+    pub m: f64,
+    pub h: [f64; HISTORY_SLOTS],
+}
+
+impl Lin {
+    /// `c·z`.
+    pub fn z(c: f64) -> Lin {
+        Lin {
+            z: c,
+            ..Lin::default()
+        }
+    }
+    /// `c·m_j`, where `j = 0` is the current stage's quantity and `j ≥ 1`
+    /// the history entry `H_{j−1}` (written `j` history-writing stages ago).
+    pub fn m(j: usize, c: f64) -> Lin {
+        let mut l = Lin::default();
+        if j == 0 {
+            l.m = c;
+        } else {
+            l.h[j - 1] = c;
+        }
+        l
+    }
+    /// `self + c·other`.
+    pub fn plus(mut self, c: f64, other: &Lin) -> Lin {
+        self.z += c * other.z;
+        self.m += c * other.m;
+        for a in 0..HISTORY_SLOTS {
+            self.h[a] += c * other.h[a];
+        }
+        self
+    }
+    /// `c·self`.
+    pub fn scaled(self, c: f64) -> Lin {
+        Lin::default().plus(c, &self)
+    }
+    /// The row `out = self` with `m = m_zp[0] z + m_zp[1] p` written as the
+    /// stage's `x̂` output (its history entry) and noise coefficient `c_xi`.
+    pub fn row(&self, m_zp: [f64; 2], c_xi: f64) -> StepCoeffs {
+        let mut c = StepCoeffs::default();
+        c.x_hat[STATE] = m_zp[0];
+        c.x_hat[MODEL] = m_zp[1];
+        c.out[STATE] = self.z + self.m * m_zp[0];
+        c.out[MODEL] = self.m * m_zp[1];
+        for a in 0..HISTORY_SLOTS {
+            c.out[HISTORY + a] = self.h[a];
+        }
+        c.noise = c_xi;
+        c
+    }
+}
+
+/// Checks that `steps` are consecutive points of one grid (`s_i = t_{i+1}`),
+/// which a multistep sampler reading earlier steps' times needs.
+pub(crate) fn require_grid(what: &str, steps: &Steps) -> Result<()> {
+    for (i, w) in steps.pairs().windows(2).enumerate() {
+        if w[0].1 != w[1].0 {
+            return Err(Error::invalid(
+                what,
+                format!(
+                    "steps must be consecutive grid points: step {i} ends at {} but step {} starts at {}",
+                    w[0].1,
+                    i + 1,
+                    w[1].0
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Errors with [`Error::NonFinite`] unless every coefficient of the row is

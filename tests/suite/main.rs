@@ -73,6 +73,8 @@ mod errors_named;
 mod golden_add_noise;
 #[path = "../golden_ddim.rs"]
 mod golden_ddim;
+#[path = "../golden_diffusers_samplers.rs"]
+mod golden_diffusers_samplers;
 #[path = "../golden_euler_start.rs"]
 mod golden_euler_start;
 #[path = "../golden_flow_match.rs"]
