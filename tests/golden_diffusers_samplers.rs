@@ -115,11 +115,14 @@ fn dpm_grid(case: &Case<'_>, sd: &Discrete, last: FinalSigma) -> (Vec<f64>, bool
     let grid = if karras {
         dpm_solver_karras_grid(sd, n, true, FinalSigma::Zero).unwrap()
     } else {
+        // DPMSolverSinglestepScheduler has no `timestep_spacing` /
+        // `steps_offset`: its `set_timesteps` is linspace spacing, offset 0
+        // (the timesteps asserted below check it).
         dpm_solver_grid(
             1000,
             n,
-            spacing(cfg.at("timestep_spacing").as_str()),
-            cfg.at("steps_offset").as_i64(),
+            spacing(cfg.path("timestep_spacing").map_or("linspace", |v| v.as_str())),
+            cfg.path("steps_offset").map_or(0, |v| v.as_i64()),
             last,
         )
         .unwrap()
