@@ -372,7 +372,9 @@ impl TimeDistribution {
                 let x = Self::edm_std_score(schedule, t, p_mean, p_std);
                 normal_pdf(x) / p_std * (-0.5 * schedule.d_log_snr(t)) / z
             }
-            TimeDistribution::Mode { scale } => 1.0 / Self::mode_dg(scale, Self::mode_g_inv(scale, t)),
+            TimeDistribution::Mode { scale } => {
+                1.0 / Self::mode_dg(scale, Self::mode_g_inv(scale, t))
+            }
         };
         check_finite(|| format!("time density at t = {t}"), p)
     }

@@ -55,7 +55,10 @@ fn comfy_tables_match() {
         ("discrete", comfy_discrete()),
         ("flow", ModelSampling::flow(3.0).unwrap()),
     ] {
-        let want = g.case(&format!("comfy/{name}/table")).array("outputs.sigmas").f32s();
+        let want = g
+            .case(&format!("comfy/{name}/table"))
+            .array("outputs.sigmas")
+            .f32s();
         assert_eq!(ms.table().len(), want.len());
         for (i, (&a, &b)) in ms.table().iter().zip(&want).enumerate() {
             // f64 σ rounded once to float32 (discrete) / the same float32
@@ -200,10 +203,17 @@ fn diffusers_respaced_sigmas_match() {
         let offset = c.config().at("steps_offset").as_i64();
         let grid = match c.str("option") {
             "none" => euler_grid(&sd, steps, spacing, offset, last),
-            "karras" => euler_respaced_grid(&sd, steps, spacing, offset, SigmaRespacing::Karras, last),
-            "exponential" => {
-                euler_respaced_grid(&sd, steps, spacing, offset, SigmaRespacing::Exponential, last)
+            "karras" => {
+                euler_respaced_grid(&sd, steps, spacing, offset, SigmaRespacing::Karras, last)
             }
+            "exponential" => euler_respaced_grid(
+                &sd,
+                steps,
+                spacing,
+                offset,
+                SigmaRespacing::Exponential,
+                last,
+            ),
             "beta" => euler_respaced_grid(&sd, steps, spacing, offset, SigmaRespacing::BETA, last),
             o => panic!("{o}"),
         }
@@ -247,7 +257,11 @@ fn diffusers_respaced_sigmas_match() {
         n += 1;
     }
     assert_eq!(n, 4 * 3 * 2 * 2);
-    assert_eq!(dropped, 4 * 2, "every linspace + sigma_min case has the zero-length step");
+    assert_eq!(
+        dropped,
+        4 * 2,
+        "every linspace + sigma_min case has the zero-length step"
+    );
     println!(
         "diffusers Euler respaced: worst σ {:.2e} ({}), worst timestep {worst_ts:.1e}",
         worst.0, worst.1
@@ -343,9 +357,16 @@ fn mode_time_distribution_matches_diffusers() {
             // float32: diffusers' ~5 float32 operations on values ≤ 2.3
             // (each ≤ 1.2e-7 absolute).
             let tol = if is_f64 { 1e-14 } else { 1e-6 };
-            assert!((t - (1.0 - u)).abs() <= tol, "{id} {i}: t = {t} vs 1 − u = {}", 1.0 - u);
+            assert!(
+                (t - (1.0 - u)).abs() <= tol,
+                "{id} {i}: t = {t} vs 1 − u = {}",
+                1.0 - u
+            );
             let back = d.cdf(&Flow, t).unwrap();
-            assert!((back - v).abs() <= 1e-12, "{id} {i}: cdf(sample(v)) = {back} vs {v}");
+            assert!(
+                (back - v).abs() <= 1e-12,
+                "{id} {i}: cdf(sample(v)) = {back} vs {v}"
+            );
         }
         if is_f64 {
             let ts = c.array("outputs.t").f64s();

@@ -776,7 +776,10 @@ impl SigmaRespacing {
     pub fn sigmas(&self, n: usize, sigma_min: f64, sigma_max: f64) -> Result<Vec<f64>> {
         self.validate()?;
         check_steps("respaced sigmas", n)?;
-        if !(sigma_min.is_finite() && sigma_max.is_finite() && 0.0 < sigma_min && sigma_min < sigma_max)
+        if !(sigma_min.is_finite()
+            && sigma_max.is_finite()
+            && 0.0 < sigma_min
+            && sigma_min < sigma_max)
         {
             return Err(invalid(
                 "respaced sigmas",
