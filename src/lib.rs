@@ -32,7 +32,7 @@ pub mod sampling;
 pub mod schedule;
 pub mod sde;
 mod simd;
-mod special;
+pub mod special;
 pub mod tensor;
 pub mod training;
 pub mod verify;

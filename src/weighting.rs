@@ -184,6 +184,21 @@ pub enum TimeDistribution {
         /// `P_std` (1.2 in EDM), `> 0`.
         p_std: f64,
     },
+    /// diffusers' `mode` sampling (`compute_density_for_timestep_sampling`
+    /// with `weighting_scheme = "mode"`, SD3's "mode sampling with
+    /// heavy tails"): diffusers draws `v ~ U(0, 1)` and returns
+    /// `u = 1 − v − s (cos²(πv/2) − 1 + v)`, and SD3 trains at `σ ≈ 1 − u`
+    /// (its timesteps are descending, as for [`TimeDistribution::LogitNormal`]),
+    /// so in our `t`:
+    /// `t = g(v) = v + s (v − sin²(πv/2))`, `g′(v) = 1 + s − s (π/2) sin(πv)`,
+    /// increasing from `g(0) = 0` to `g(1) = 1` for `−1 < s < 1/(π/2 − 1) ≈ 1.752`.
+    /// So `t = g(u)`, `F(t) = g⁻¹(t)`, `p(t) = 1/g′(g⁻¹(t))`. diffusers'
+    /// default `mode_scale` is 1.29. (For SD3's discrete σ table see
+    /// [`FlowMatch::train_sigma_at`](crate::grid::FlowMatch::train_sigma_at).)
+    Mode {
+        /// `mode_scale` `s`, in `(−1, 1/(π/2 − 1))`.
+        scale: f64,
+    },
 }
 
 impl TimeDistribution {
@@ -208,6 +223,50 @@ impl TimeDistribution {
         Ok(d)
     }
 
+    /// diffusers' `mode` sampling with `mode_scale = s` (see
+    /// [`TimeDistribution::Mode`]).
+    pub fn mode(scale: f64) -> Result<Self> {
+        let d = TimeDistribution::Mode { scale };
+        d.validate()?;
+        Ok(d)
+    }
+
+    /// `g(v) = v + s (v − sin²(πv/2))` of [`TimeDistribution::Mode`].
+    fn mode_g(scale: f64, v: f64) -> f64 {
+        let sn = (std::f64::consts::FRAC_PI_2 * v).sin();
+        v + scale * (v - sn * sn)
+    }
+
+    /// `g′(v) = 1 + s − s (π/2) sin(πv)`.
+    fn mode_dg(scale: f64, v: f64) -> f64 {
+        1.0 + scale - scale * std::f64::consts::FRAC_PI_2 * (std::f64::consts::PI * v).sin()
+    }
+
+    /// `g⁻¹(t)` by bisection on `[0, 1]` (`g` increases strictly), to
+    /// adjacent doubles.
+    fn mode_g_inv(scale: f64, t: f64) -> f64 {
+        if t <= 0.0 || t >= 1.0 {
+            return t.clamp(0.0, 1.0);
+        }
+        let (mut lo, mut hi) = (0.0f64, 1.0f64);
+        for _ in 0..1100 {
+            let mid = 0.5 * (lo + hi);
+            if mid <= lo || mid >= hi {
+                break;
+            }
+            if Self::mode_g(scale, mid) < t {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        if (Self::mode_g(scale, lo) - t).abs() <= (Self::mode_g(scale, hi) - t).abs() {
+            lo
+        } else {
+            hi
+        }
+    }
+
     /// EDM's defaults, `P_mean = −1.2`, `P_std = 1.2`.
     pub fn edm_default() -> Self {
         TimeDistribution::EdmLogNormal {
@@ -227,6 +286,19 @@ impl TimeDistribution {
             TimeDistribution::EdmLogNormal { p_mean, p_std } => {
                 check_finite(|| "EDM P_mean".into(), p_mean)?;
                 positive("EDM P_std", p_std).map(|_| ())
+            }
+            TimeDistribution::Mode { scale } => {
+                let max = 1.0 / (std::f64::consts::FRAC_PI_2 - 1.0);
+                if scale.is_finite() && -1.0 < scale && scale < max {
+                    Ok(())
+                } else {
+                    Err(Error::invalid(
+                        "mode time distribution",
+                        format!(
+                            "mode_scale must lie in (−1, {max:.6}) for t to increase with u, got {scale}"
+                        ),
+                    ))
+                }
             }
         }
     }
@@ -257,6 +329,7 @@ impl TimeDistribution {
                 let (f0, f1) = (f(0.0), f(1.0));
                 (f(t) - f0) / (f1 - f0)
             }
+            TimeDistribution::Mode { scale } => Self::mode_g_inv(scale, t),
         })
     }
 
@@ -276,6 +349,7 @@ impl TimeDistribution {
                 let (lo, hi) = (schedule.log_snr(1.0), schedule.log_snr(0.0));
                 schedule.t_from_log_snr((-2.0 * ln_rho).clamp(lo, hi))
             }
+            TimeDistribution::Mode { scale } => Ok(Self::mode_g(scale, u).clamp(0.0, 1.0)),
         }
     }
 
@@ -297,6 +371,9 @@ impl TimeDistribution {
                 let z = f(1.0) - f(0.0);
                 let x = Self::edm_std_score(schedule, t, p_mean, p_std);
                 normal_pdf(x) / p_std * (-0.5 * schedule.d_log_snr(t)) / z
+            }
+            TimeDistribution::Mode { scale } => {
+                1.0 / Self::mode_dg(scale, Self::mode_g_inv(scale, t))
             }
         };
         check_finite(|| format!("time density at t = {t}"), p)

@@ -79,6 +79,8 @@ mod golden_diffusers_samplers;
 mod golden_euler_start;
 #[path = "../golden_flow_match.rs"]
 mod golden_flow_match;
+#[path = "../golden_grids.rs"]
+mod golden_grids;
 #[path = "../golden_kdiffusion.rs"]
 mod golden_kdiffusion;
 #[path = "../golden_kdiffusion_samplers.rs"]

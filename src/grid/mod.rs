@@ -7,14 +7,28 @@
 //! spacings `leading` / `trailing` / `linspace` of DDIM, DPM-Solver and Euler
 //! over a [`Discrete`] schedule, DDIM's own step pairs, the flow-match grid of
 //! `FlowMatchEulerDiscreteScheduler`, and k-diffusion's σ lists
-//! ([`kdiffusion`]). Each library grid also carries the timesteps the library
-//! would pass to the network.
+//! ([`kdiffusion`]), and ComfyUI's nine schedulers over its discrete and flow
+//! model samplings ([`comfy`]). Each library grid also carries the timesteps
+//! the library would pass to the network.
+//!
+//! Which library name is which call:
+//!
+//! | library setting | gaussflow |
+//! |---|---|
+//! | ComfyUI `calculate_sigmas(ms, name, n)` | [`comfy::ModelSampling::sigmas`] / [`comfy::ModelSampling::grid`] with [`comfy::ComfyScheduler`] |
+//! | ComfyUI `ModelSamplingDiscrete` / `ModelSamplingDiscreteFlow(shift)` | [`comfy::ModelSampling::discrete`] / [`comfy::ModelSampling::flow`] |
+//! | diffusers Euler `timestep_spacing` | [`euler_grid`] with [`Spacing`] |
+//! | diffusers `use_karras_sigmas` / `use_exponential_sigmas` / `use_beta_sigmas` | [`euler_respaced_grid`] with [`SigmaRespacing`] |
+//! | diffusers `final_sigmas_type` | [`FinalSigma`] |
+//! | diffusers SD3 training σ table | [`FlowMatch::train_sigmas`], [`FlowMatch::train_sigma_at`] |
 
 use crate::error::{Error, Result};
 use crate::schedule::compat::{
     numpy_arange, numpy_interp, numpy_linspace, numpy_round, torch_linspace_f64,
 };
 use crate::schedule::{Discrete, Precision, Schedule};
+
+pub mod comfy;
 
 /// The `ρ` exponent of Karras et al. (2022), `7`.
 pub const KARRAS_RHO: f64 = 7.0;
@@ -211,12 +225,36 @@ pub fn karras<S: Schedule + ?Sized>(
 
 /// A grid from a descending list of `σ/α` values (e.g. any k-diffusion σ
 /// list): `t_i = t(ρ_i)` on the schedule; `ρ = 0` maps to `t = 0`.
+///
+/// A `ρ` above the schedule's `ρ(1)` by at most one float32 ulp of `ρ(1)`
+/// is `t = 1`: a library's float32 σ_max (diffusers' `sigmas[0]`, rounded
+/// from its own f32 square root) can exceed the f64 `ρ(1)` by that
+/// rounding. Anything further above is refused, as by
+/// [`Schedule::t_from_rho`].
 pub fn from_rhos<S: Schedule + ?Sized>(schedule: &S, rhos: &[f64]) -> Result<Grid> {
+    let rho_max = schedule.rho(1.0);
+    let slack = f32_ulp(rho_max);
     let t = rhos
         .iter()
-        .map(|&r| schedule.t_from_rho(r))
+        .map(|&r| {
+            if r > rho_max && r - rho_max <= slack {
+                Ok(1.0)
+            } else {
+                schedule.t_from_rho(r)
+            }
+        })
         .collect::<Result<Vec<_>>>()?;
     Grid::new(t)
+}
+
+/// The float32 ulp at `x > 0` (the gap above `f32(x)`); 0 for a non-finite or
+/// non-positive `x`.
+fn f32_ulp(x: f64) -> f64 {
+    let f = x as f32;
+    if !(f.is_finite() && f > 0.0) {
+        return 0.0;
+    }
+    f64::from(f32::from_bits(f.to_bits() + 1)) - f64::from(f)
 }
 
 /// k-diffusion's σ lists (`σ` is `σ/α` in gaussflow's terms), each with the
@@ -636,6 +674,13 @@ pub fn euler_sigmas(schedule: &Discrete, timesteps: &[f32], last: FinalSigma) ->
 /// Errors on a timestep past `N − 1` (`leading` with `steps_offset = 1` and
 /// `n = N`): diffusers clamps it to the last σ, so its first step has zero
 /// length, which a grid cannot express.
+///
+/// With [`FinalSigma::SigmaMin`] and a last timestep 0 (`linspace`, or
+/// `leading` with `steps_offset = 0`) diffusers' last step goes from `σ_0`
+/// to `σ_0`: a step of zero length, which Euler (and Euler ancestral, whose
+/// `σ_up` is 0 there) turns into the identity after one more network call.
+/// The grid drops that step (and its model timestep), so it has `n − 1`
+/// steps and ends at `t = 1/N`; the samples are those of diffusers.
 pub fn euler_grid(
     schedule: &Discrete,
     n: usize,
@@ -657,7 +702,19 @@ pub fn euler_grid(
             ),
         ));
     }
-    Grid::with_timesteps(step_times(&ks, n_train, last), ks)
+    drop_zero_length_last(step_times(&ks, n_train, last), ks)
+}
+
+/// A diffusers grid whose last step has zero length (`final_sigmas_type =
+/// "sigma_min"` where the last σ already is `σ_0`) without that step: the
+/// identity step is dropped with its model timestep (see [`euler_grid`]).
+fn drop_zero_length_last(mut t: Vec<f64>, mut timesteps: Vec<f64>) -> Result<Grid> {
+    let n = t.len();
+    if n >= 2 && t[n - 1] == t[n - 2] {
+        t.pop();
+        timesteps.pop();
+    }
+    Grid::with_timesteps(t, timesteps)
 }
 
 /// diffusers' `_sigma_to_t` as its schedulers evaluate it: `log_sigmas` is
@@ -674,27 +731,104 @@ fn diffusers_sigma_to_t(sigma: f64, log_sigmas: &[f32]) -> f64 {
     (1.0 - w) * low_idx as f64 + w * (low_idx + 1) as f64
 }
 
-/// Karras-respaces `[σ_min, σ_max]` as diffusers' `_convert_to_karras`
-/// (`ρ = 7`, NumPy f64), then maps each σ to the model's timestep with
-/// `_sigma_to_t`, and builds the grid on the σ stored as float32.
-fn karras_over_discrete(
+/// How diffusers respaces the σ range of a discrete schedule
+/// (`use_karras_sigmas`, `use_exponential_sigmas`, `use_beta_sigmas`), in
+/// NumPy f64 over `[σ_min, σ_max]`, `n` values descending.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SigmaRespacing {
+    /// `_convert_to_karras`: `σ_i = (σ_max^{1/ρ} + r_i (σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ`,
+    /// `ρ = 7`, `r = linspace(0, 1, n)`.
+    Karras,
+    /// `_convert_to_exponential`: `σ = exp(linspace(ln σ_max, ln σ_min, n))`.
+    Exponential,
+    /// `_convert_to_beta`: `σ_i = σ_min + I⁻¹_{q_i}(α, β)(σ_max − σ_min)`,
+    /// `q = 1 − linspace(0, 1, n)`, `I⁻¹` the beta quantile
+    /// (`scipy.stats.beta.ppf`; [`crate::special::beta_ppf`]); diffusers
+    /// uses `α = β = 0.6` ([`SigmaRespacing::BETA`]).
+    Beta {
+        /// The beta distribution's `α > 0`.
+        alpha: f64,
+        /// The beta distribution's `β > 0`.
+        beta: f64,
+    },
+}
+
+impl SigmaRespacing {
+    /// diffusers' `use_beta_sigmas`: `α = β = 0.6`.
+    pub const BETA: SigmaRespacing = SigmaRespacing::Beta {
+        alpha: 0.6,
+        beta: 0.6,
+    };
+
+    fn validate(&self) -> Result<()> {
+        if let SigmaRespacing::Beta { alpha, beta } = *self
+            && !(alpha.is_finite() && beta.is_finite() && alpha > 0.0 && beta > 0.0)
+        {
+            return Err(invalid(
+                "beta sigmas",
+                format!("need finite α, β > 0, got α = {alpha}, β = {beta}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `n` respaced σ, descending from `σ_max` to `σ_min`.
+    pub fn sigmas(&self, n: usize, sigma_min: f64, sigma_max: f64) -> Result<Vec<f64>> {
+        self.validate()?;
+        check_steps("respaced sigmas", n)?;
+        if !(sigma_min.is_finite()
+            && sigma_max.is_finite()
+            && 0.0 < sigma_min
+            && sigma_min < sigma_max)
+        {
+            return Err(invalid(
+                "respaced sigmas",
+                format!(
+                    "need finite 0 < σ_min < σ_max, got σ_min = {sigma_min}, σ_max = {sigma_max}"
+                ),
+            ));
+        }
+        Ok(match *self {
+            SigmaRespacing::Karras => {
+                let (min_inv, max_inv) = (
+                    sigma_min.powf(1.0 / KARRAS_RHO),
+                    sigma_max.powf(1.0 / KARRAS_RHO),
+                );
+                numpy_linspace(0.0, 1.0, n)
+                    .into_iter()
+                    .map(|r| (max_inv + r * (min_inv - max_inv)).powf(KARRAS_RHO))
+                    .collect()
+            }
+            SigmaRespacing::Exponential => numpy_linspace(sigma_max.ln(), sigma_min.ln(), n)
+                .into_iter()
+                .map(f64::exp)
+                .collect(),
+            SigmaRespacing::Beta { alpha, beta } => numpy_linspace(0.0, 1.0, n)
+                .into_iter()
+                .map(|r| {
+                    let ppf = crate::special::beta_ppf(1.0 - r, alpha, beta);
+                    sigma_min + ppf * (sigma_max - sigma_min)
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Respaces `[σ_min, σ_max]` as diffusers ([`SigmaRespacing`], NumPy f64),
+/// then maps each σ to the model's timestep with `_sigma_to_t`, and builds
+/// the grid on the σ stored as float32.
+fn respaced_over_discrete(
     schedule: &Discrete,
     n: usize,
     sigma_min: f64,
     sigma_max: f64,
+    respacing: SigmaRespacing,
     round: bool,
     last: FinalSigma,
 ) -> Result<Grid> {
     let table = schedule.diffusers_sigmas();
     let log_sigmas: Vec<f32> = table.iter().map(|&s| (s as f32).ln()).collect();
-    let (min_inv, max_inv) = (
-        sigma_min.powf(1.0 / KARRAS_RHO),
-        sigma_max.powf(1.0 / KARRAS_RHO),
-    );
-    let sigmas: Vec<f64> = numpy_linspace(0.0, 1.0, n)
-        .into_iter()
-        .map(|r| (max_inv + r * (min_inv - max_inv)).powf(KARRAS_RHO))
-        .collect();
+    let sigmas = respacing.sigmas(n, sigma_min, sigma_max)?;
     let timesteps: Vec<f64> = sigmas
         .iter()
         .map(|&s| {
@@ -724,14 +858,15 @@ fn karras_over_discrete(
             }
         })
         .collect::<Result<Vec<_>>>()?;
-    Grid::with_timesteps(t, timesteps)
+    drop_zero_length_last(t, timesteps)
 }
 
 /// `EulerDiscreteScheduler` with `use_karras_sigmas=True`: the σ range is
 /// that of the spacing's interpolated sigmas ([`euler_timesteps`]), respaced
 /// with `ρ = 7`; the model timesteps are diffusers' fractional `_sigma_to_t`
 /// (log-σ interpolation) as float32; the grid's times carry the float32 σ
-/// as `σ/α`. Needs `n ≥ 2`.
+/// as `σ/α`. Needs `n ≥ 2`. [`euler_respaced_grid`] with
+/// [`SigmaRespacing::Karras`].
 pub fn euler_karras_grid(
     schedule: &Discrete,
     n: usize,
@@ -739,9 +874,36 @@ pub fn euler_karras_grid(
     steps_offset: i64,
     last: FinalSigma,
 ) -> Result<Grid> {
+    euler_respaced_grid(
+        schedule,
+        n,
+        spacing,
+        steps_offset,
+        SigmaRespacing::Karras,
+        last,
+    )
+}
+
+/// `EulerDiscreteScheduler` with `use_karras_sigmas`, `use_exponential_sigmas`
+/// or `use_beta_sigmas` (`respacing`): the σ range `[σ(k_last), σ(k_first)]`
+/// of the spacing's interpolated sigmas ([`euler_timesteps`]) respaced into
+/// `n` values; the model timesteps are diffusers' fractional `_sigma_to_t`
+/// (log-σ interpolation) as float32; the grid's times carry the float32 σ as
+/// `σ/α`; then the final σ. As in [`euler_grid`], a zero-length last step
+/// (`sigma_min` after a respacing that already ends at `σ_0`, i.e.
+/// `linspace`) is dropped. The grid does not depend on the prediction type.
+/// Needs `n ≥ 2`.
+pub fn euler_respaced_grid(
+    schedule: &Discrete,
+    n: usize,
+    spacing: Spacing,
+    steps_offset: i64,
+    respacing: SigmaRespacing,
+    last: FinalSigma,
+) -> Result<Grid> {
     if n < 2 {
         return Err(invalid(
-            "Euler Karras grid",
+            "Euler respaced grid",
             format!("need at least 2 steps, got {n}"),
         ));
     }
@@ -750,14 +912,16 @@ pub fn euler_karras_grid(
     let ks = euler_timesteps(schedule.num_train_timesteps(), n, spacing, steps_offset)?;
     let first = numpy_interp(f64::from(ks[0]), &xp, &table);
     let lastk = numpy_interp(f64::from(ks[ks.len() - 1]), &xp, &table);
-    karras_over_discrete(schedule, n, lastk, first, false, last)
+    respaced_over_discrete(schedule, n, lastk, first, respacing, false, last)
 }
 
 /// `DPMSolverMultistepScheduler` with `use_karras_sigmas=True`: the whole
 /// training σ range `[σ_0, σ_{N−1}]` (float32) respaced with `ρ = 7`, the
 /// model timesteps `_sigma_to_t` rounded to integers (diffusers rounds
 /// except for `squaredcos_cap_v2` betas; pass `round = false` for those).
-/// Needs `n ≥ 2`.
+/// Needs `n ≥ 2`. With [`FinalSigma::SigmaMin`] the respaced σ already end
+/// at `σ_0`, so diffusers' last step has zero length (DPM-Solver's step is
+/// the identity there, `h = 0`); the grid drops it, as [`euler_grid`] does.
 pub fn dpm_solver_karras_grid(
     schedule: &Discrete,
     n: usize,
@@ -778,7 +942,15 @@ pub fn dpm_solver_karras_grid(
             "σ_max is infinite (zero terminal SNR): use ZeroSnrTerminal::EulerClamp",
         ));
     }
-    karras_over_discrete(schedule, n, f64::from(lo), f64::from(hi), round, last)
+    respaced_over_discrete(
+        schedule,
+        n,
+        f64::from(lo),
+        f64::from(hi),
+        SigmaRespacing::Karras,
+        round,
+        last,
+    )
 }
 
 /// How the flow-match grid is shifted.
@@ -1029,6 +1201,61 @@ impl FlowMatch {
             (1.0, 1.0 / nt as f64)
         };
         (ends(hi), ends(lo))
+    }
+
+    /// The training σ table (`FlowMatchEulerDiscreteScheduler(shift=…)`'s
+    /// `sigmas` before `set_timesteps`, what SD3's training script indexes):
+    /// `σ_j = shift(x_j)`, `x_j = (N − j)/N`, `j = 0 … N − 1` (descending),
+    /// in float32 for [`Precision::Diffusers`] (`s x/(1 + (s − 1) x)`, float32
+    /// throughout), f64 otherwise. Only for a static shift (diffusers leaves
+    /// the table unshifted with dynamic shifting: pass `Static(1.0)`).
+    pub fn train_sigmas(&self) -> Result<Vec<f64>> {
+        self.validate()?;
+        let FlowShift::Static(s) = self.shift else {
+            return Err(invalid(
+                "flow-match training sigmas",
+                "dynamic shifting leaves the training table unshifted: use FlowShift::Static(1.0)",
+            ));
+        };
+        let nt = self.num_train_timesteps;
+        Ok((0..nt)
+            .map(|j| {
+                let k = (nt - j) as f64;
+                match self.precision {
+                    Precision::Diffusers => {
+                        let x = k as f32 / nt as f32;
+                        if s == 1.0 {
+                            return f64::from(x);
+                        }
+                        f64::from(s as f32 * x / (1.0f32 + (s - 1.0) as f32 * x))
+                    }
+                    Precision::F64 => crate::schedule::shift(k / nt as f64, s),
+                }
+            })
+            .collect())
+    }
+
+    /// The σ (= gaussflow's flow `t`) SD3's training script trains at for a
+    /// uniform draw `u ∈ [0, 1)`: `sigmas[⌊u N⌋]` of
+    /// [`FlowMatch::train_sigmas`], `u N` in float32 for
+    /// [`Precision::Diffusers`] (`(u * N).long()` on a float32 `u`). Combine
+    /// with a [`TimeDistribution`](crate::weighting::TimeDistribution)'s `u`
+    /// (diffusers' `compute_density_for_timestep_sampling`), e.g.
+    /// `u = 1 − t` for the `t` of [`TimeDistribution::Mode`](crate::weighting::TimeDistribution::Mode).
+    pub fn train_sigma_at(&self, u: f64) -> Result<f64> {
+        if !(0.0..1.0).contains(&u) {
+            return Err(invalid(
+                "flow-match training sigma",
+                format!("u must lie in [0, 1), got {u}"),
+            ));
+        }
+        let table = self.train_sigmas()?;
+        let nt = self.num_train_timesteps;
+        let idx = match self.precision {
+            Precision::Diffusers => (u as f32 * nt as f32) as usize,
+            Precision::F64 => (u * nt as f64) as usize,
+        };
+        Ok(table[idx.min(nt - 1)])
     }
 
     /// The grid for `n` steps: `n + 1` times ending in 0, and the model
