@@ -200,6 +200,12 @@ pub fn beta_ppf(q: f64, a: f64, b: f64) -> f64 {
     if q == 0.0 || q == 1.0 {
         return q;
     }
+    // Beta(a, a) is symmetric about ½, so its median is ½ exactly; the
+    // bisection below would land an ulp either side (I_½ rounds), and
+    // ComfyUI's `beta` scheduler rounds ppf(½)·999 = 499.5 to even.
+    if a == b && q == 0.5 {
+        return 0.5;
+    }
     let (mut lo, mut hi) = (0.0f64, 1.0f64);
     for _ in 0..2100 {
         let mid = 0.5 * (lo + hi);
