@@ -27,7 +27,10 @@ The provenance of each sampler is recorded as the SHA-256 of its function's sour
 
 Usage:
   /work/venv-comfy/bin/python scripts/goldens/gen_comfy_samplers.py \\
-      /path/to/ComfyUI/comfy/k_diffusion/sampling.py
+      /path/to/ComfyUI/comfy/k_diffusion/sampling.py ["note on where that file came from"]
+
+The optional second argument is recorded as ``versions.sampling_py_source`` (e.g. that the
+file is an excerpt holding only the recorded functions, copied verbatim).
 """
 
 import hashlib
@@ -180,10 +183,11 @@ SAMPLERS = [
     ("dpmpp_2m_cfg_pp", "sample_dpmpp_2m_cfg_pp", {}, True, False),
     ("res_multistep_cfg_pp", "sample_res_multistep_cfg_pp", {}, True, True),
     ("res_multistep_ancestral_cfg_pp", "sample_res_multistep_ancestral_cfg_pp", {"eta": 1.0}, True, True),
+    ("er_sde", "sample_er_sde", {}, False, True),
 ]
 # Functions a sampler above calls (their source is hashed too).
 HELPERS = ["to_d", "get_ancestral_step", "default_noise_sampler", "sigma_to_half_log_snr",
-           "res_multistep", "get_sigmas_karras", "get_sigmas_exponential", "append_zero"]
+           "res_multistep", "offset_first_sigma_for_snr", "get_sigmas_karras", "get_sigmas_exponential", "append_zero"]
 
 SIGMA_MIN, SIGMA_MAX = 0.03, 14.6
 COND_SCALE = 2.0
@@ -194,8 +198,9 @@ UNCOND_FORMULA = ("unconditional denoiser (guided cases): the k-diffusion Gaussi
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
+    source_note = sys.argv[2] if len(sys.argv) == 3 else "a checkout of the pinned commit"
     C, file_sha = load_comfy_sampling(sys.argv[1])
     grids = {
         "karras15": (lambda: C.get_sigmas_karras(15, SIGMA_MIN, SIGMA_MAX, rho=7.0),
@@ -313,9 +318,14 @@ def main():
                                     "seed=noise_seed) (a CPU torch.Generator seeded with noise_seed + 1, "
                                     "torch.randn) wrapped to record: its k-th call returned inputs.noise[k] "
                                     "(at inputs.noise_calls_sigma_pairs[k]).")
-                    if "eta" not in kwargs:
+                    if "eta" not in kwargs and fname != "sample_er_sde":
                         case["note"] += (" eta = 0: the sampler still calls it on every step to sigma_next > 0, "
                                          "with weight sigma_up = 0.")
+                if fname == "sample_er_sde":
+                    case["note"] += (" er_sde: max_stage = 3, default noise scaler x * (exp(x^0.3) + 10); its "
+                                     "integrals are 200-point left Riemann sums over float32 nodes "
+                                     "(torch.arange(..., dtype=float32)), which ComfyUI evaluates in float32 "
+                                     "(about 1e-8 relative in the final sample against float64 nodes).")
                 if fname == "sample_heunpp2":
                     case["note"] = ("s_churn = 0 (default): gamma = 0 and the torch.randn_like draw the loop makes "
                                     "every step is unused. Heun++ (3 calls) while sigmas[i + 2] is not the last "
@@ -334,7 +344,8 @@ def main():
         "numpy": np.__version__,
         "comfyui_repo": COMFY_REPO,
         "comfyui_commit": COMFY_COMMIT,
-        "comfy_sampling_py_sha256": file_sha,
+        "sampling_py_given_sha256": file_sha,
+        "sampling_py_source": source_note,
         "comfy_function_source_sha256": fn_sha,
     }
     doc = {"what": what, "versions": vers, "generator": "scripts/goldens/gen_comfy_samplers.py",
