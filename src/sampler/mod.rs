@@ -28,6 +28,10 @@
 //!
 //!   with `ŝ = −ε̂/σ_t` the score, `f = α′/α`, `g² = 2σσ′ − 2fσ²` (docs/DESIGN.md §5).
 //!
+//!   ComfyUI's own samplers ([`Ipndm`], [`HeunPP2`], [`ResMultistep`],
+//!   [`EulerCfgPp`], [`DpmppCfgPp2M`], [`ErSde`]) are written in k-diffusion's
+//!   `x = z/α`, `ρ = σ/α` through the same `(x̂, ε̂)` (module `kd_coords`).
+//!
 //! * **Sampler objects** implementing [`Sampler`]: a list of steps
 //!   ([`Steps`]) and, per step, its [`Stage`]s. Each stage is one model
 //!   evaluation at a stated time on the current state followed by one fused
@@ -58,30 +62,41 @@ macro_rules! sampler_fields {
 }
 
 pub mod catalog;
+mod cfg_pp;
 mod ddim;
 mod ddim_renoise;
 mod dpmpp;
+mod er_sde;
 mod euler_maruyama;
 mod flow_euler;
 mod forward;
 mod guidance;
 mod heun;
+mod heunpp;
+mod ipndm;
+mod kd_coords;
 mod langevin;
 mod pf_ode;
 mod plan;
+mod res_multistep;
 mod steps;
 
+pub use cfg_pp::{DpmppCfgPp2M, EulerCfgPp};
 pub use ddim::{ClipSample, Ddim, DdimOptions, churn_variance, ddim_row};
 pub use ddim_renoise::DdimRenoise;
 pub use dpmpp::{DpmSolverPP2M, DpmppOptions, dpmpp_2m_row};
+pub use er_sde::{ErSde, er_sde_integrals, er_sde_noise_scaler};
 pub use euler_maruyama::{EulerMaruyama, euler_maruyama_row};
 pub use flow_euler::{FlowEuler, flow_euler_row};
 pub use forward::renoise_row;
 pub use guidance::{Guided, guided};
 pub use heun::{Heun, heun_corrector_row, heun_predictor_row};
+pub use heunpp::HeunPP2;
+pub use ipndm::{Ipndm, IpndmOptions, ipndm_coeffs, ipndm_v_coeffs};
 pub use langevin::{CorrectorStep, PredictorCorrector, langevin_row};
 pub use pf_ode::{PfOdeEuler, pf_ode_euler_row};
 pub use plan::{Composition, HostCall, HostModelFn, HostNoiseFn, Plan, PlanStage};
+pub use res_multistep::ResMultistep;
 pub use steps::Steps;
 
 use crate::error::{Error, Result, check_finite};
