@@ -36,6 +36,10 @@
 //!   `d = (x − D)/ρ = ε̂`, `D = x̂` (module [`kdiff`] docs), `f = α′/α`,
 //!   `g² = 2σσ′ − 2fσ²` (docs/DESIGN.md §5).
 //!
+//!   ComfyUI's own samplers ([`Ipndm`], [`HeunPP2`], [`ResMultistep`],
+//!   [`EulerCfgPp`], [`DpmppCfgPp2M`], [`ErSde`]) are written in k-diffusion's
+//!   `x = z/α`, `ρ = σ/α` through the same `(x̂, ε̂)` (module `kd_coords`).
+//!
 //! * **Sampler objects** implementing [`Sampler`]: a list of steps
 //!   ([`Steps`]) and, per step, its [`Stage`]s. Each stage is one model
 //!   evaluation at a stated time on the current state followed by one fused
@@ -66,6 +70,7 @@ macro_rules! sampler_fields {
 }
 
 pub mod catalog;
+mod cfg_pp;
 mod ddim;
 mod ddim_renoise;
 mod deis;
@@ -76,11 +81,15 @@ mod dpmpp_2m_sde;
 mod dpmpp_2s;
 mod dpmpp_3m_sde;
 mod dpmpp_sde;
+mod er_sde;
 mod euler_maruyama;
 mod flow_euler;
 mod forward;
 mod guidance;
 mod heun;
+mod heunpp;
+mod ipndm;
+mod kd_coords;
 pub mod kdiff;
 mod langevin;
 mod lcm;
@@ -88,10 +97,12 @@ mod lms;
 mod pf_ode;
 mod plan;
 mod pndm;
+mod res_multistep;
 mod steps;
 mod tcd;
 mod unipc;
 
+pub use cfg_pp::{DpmppCfgPp2M, EulerCfgPp};
 pub use ddim::{ClipSample, Ddim, DdimOptions, churn_variance, ddim_row};
 pub use ddim_renoise::DdimRenoise;
 pub use deis::{Deis, DeisOptions};
@@ -102,11 +113,14 @@ pub use dpmpp_2m_sde::{DpmSolverPP2MSde, SolverType, dpmpp_2m_sde_row};
 pub use dpmpp_2s::{DpmSolverPP2SAncestral, dpmpp_2s_ancestral_stages};
 pub use dpmpp_3m_sde::{DpmSolverPP3MSde, dpmpp_3m_sde_row};
 pub use dpmpp_sde::{DpmSolverPPSde, dpmpp_sde_stages};
+pub use er_sde::{ErSde, er_sde_integrals, er_sde_noise_scaler};
 pub use euler_maruyama::{EulerMaruyama, euler_maruyama_row};
 pub use flow_euler::{FlowEuler, flow_euler_row};
 pub use forward::renoise_row;
 pub use guidance::{Guided, guided};
 pub use heun::{Heun, heun_corrector_row, heun_predictor_row};
+pub use heunpp::HeunPP2;
+pub use ipndm::{Ipndm, IpndmOptions, ipndm_coeffs, ipndm_v_coeffs};
 pub use kdiff::ancestral_step;
 pub use langevin::{CorrectorStep, PredictorCorrector, langevin_row};
 pub use lcm::{Lcm, LcmOptions};
@@ -114,6 +128,7 @@ pub use lms::{Lms, MAX_LMS_ORDER, lms_coeffs, lms_row};
 pub use pf_ode::{PfOdeEuler, pf_ode_euler_row};
 pub use plan::{Composition, HostCall, HostModelFn, HostNoiseFn, Plan, PlanStage};
 pub use pndm::{Pndm, PndmOptions};
+pub use res_multistep::ResMultistep;
 pub use steps::Steps;
 pub use tcd::{Tcd, TcdOptions};
 pub use unipc::{UniPc, UniPcOptions, UniPcSolver};
