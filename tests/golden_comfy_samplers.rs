@@ -40,8 +40,7 @@ use crate::replay;
 
 use gaussflow::grid::{self, Grid};
 use gaussflow::sampler::{
-    DpmppCfgPp2M, ErSde, EulerCfgPp, HeunPP2, Ipndm, IpndmOptions, Plan, ResMultistep, Sampler,
-    Steps,
+    DpmppCfgPp2M, ErSde, EulerCfgPp, HeunPP2, Ipndm, IpndmOptions, ResMultistep, Sampler, Steps,
 };
 use gaussflow::sampling::{Driver, NoiseCall, RunNoise};
 use gaussflow::schedule::{Flow, VpCosine};
@@ -297,6 +296,13 @@ fn comfy_samplers_on_the_reference() {
             let out = plan
                 .run_f64(&su.z_start(), su.shape.dim, &mut model, &mut noise)
                 .unwrap();
+            // ER-SDE's recorded states carry ComfyUI's float32 Riemann sums
+            // from its first stochastic step on (see ER_SDE_REF_TOL).
+            let step_tol = if su.tag == "er_sde" {
+                ER_SDE_REF_TOL
+            } else {
+                REF_TOL
+            };
             // ComfyUI's model calls, in order, at the same σ.
             let mut k = 0;
             for (i, st) in case.steps().iter().enumerate() {
@@ -315,13 +321,13 @@ fn comfy_samplers_on_the_reference() {
                         let want = rec.at("x").array().f64s();
                         let e = replay::max_err(&x, &want, |i| 1.0 + want[i].abs()).0;
                         assert!(
-                            e <= REF_TOL,
+                            e <= step_tol,
                             "{id} {name} step {i} call {j}: x off by {e:e}"
                         );
                         if pred == Prediction::X && su.uncond.is_none() {
                             let want = rec.at("denoised").array().f64s();
                             let e = replay::max_err(p, &want, |i| 1.0 + want[i].abs()).0;
-                            assert!(e <= REF_TOL, "{id} step {i} call {j}: D off by {e:e}");
+                            assert!(e <= step_tol, "{id} step {i} call {j}: D off by {e:e}");
                         }
                     }
                 }
@@ -344,12 +350,15 @@ fn comfy_samplers_on_the_reference() {
                 .map(|(i, _)| i)
                 .collect();
             assert_eq!(noise_steps, weighted, "{id}: noise draws");
-            let tol = if su.tag == "er_sde" {
-                ER_SDE_REF_TOL
-            } else {
-                REF_TOL
-            };
-            let e = replay::check(id, name, "final_sample", &out, &su.want, su.scale(), tol);
+            let e = replay::check(
+                id,
+                name,
+                "final_sample",
+                &out,
+                &su.want,
+                su.scale(),
+                step_tol,
+            );
             let w = worst.entry(format!("{} {name}", su.tag)).or_default();
             *w = w.max(e);
         }

@@ -121,7 +121,10 @@ fn dpm_grid(case: &Case<'_>, sd: &Discrete, last: FinalSigma) -> (Vec<f64>, bool
         dpm_solver_grid(
             1000,
             n,
-            spacing(cfg.path("timestep_spacing").map_or("linspace", |v| v.as_str())),
+            spacing(
+                cfg.path("timestep_spacing")
+                    .map_or("linspace", |v| v.as_str()),
+            ),
             cfg.path("steps_offset").map_or(0, |v| v.as_i64()),
             last,
         )
