@@ -47,6 +47,10 @@ use gaussflow::schedule::{Flow, VpCosine};
 use gaussflow::{Engine, Error, Prediction, Schedule, Shape};
 
 const REF_TOL: f64 = 1e-10;
+
+/// A model call seen by the reference run: time, state, output and the
+/// unconditional output of a guided run.
+type Call = (f64, Vec<f64>, Vec<f64>, Option<Vec<f64>>);
 /// ComfyUI's ER-SDE takes its Riemann sums over float32 nodes, gaussflow's
 /// over f64 ones: about 1e-8 relative in the final sample (measured against
 /// ComfyUI's own function with float64 nodes: 1.2e-8 at most).
@@ -280,7 +284,7 @@ fn comfy_samplers_on_the_reference() {
                 case.i64("n_model_calls"),
                 "{id}: model calls"
             );
-            let mut calls: Vec<(f64, Vec<f64>, Vec<f64>, Option<Vec<f64>>)> = vec![];
+            let mut calls: Vec<Call> = vec![];
             let mut noise_steps = vec![];
             let mut model = |c: gaussflow::sampler::HostCall<'_>| {
                 let t = c.stage.t[0];

@@ -107,7 +107,7 @@ fn order_list(
             }
             2 => {
                 let mut v: Vec<usize> = Vec::new();
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     for _ in 0..(n / 2).saturating_sub(1) {
                         v.extend([1, 2]);
                     }
@@ -123,7 +123,7 @@ fn order_list(
             _ => vec![1; n],
         }
     } else {
-        if n % order != 0 {
+        if !n.is_multiple_of(order) {
             return Err(Error::invalid(
                 "DPM-Solver singlestep steps",
                 format!("{n} steps are not a multiple of order {order} (set lower_order_final)"),
@@ -134,10 +134,8 @@ fn order_list(
     // diffusers' n = 3 (order 3) list is [1, 2, 1]: its `… − 1` repeat count
     // is 0; same for order 2 with n = 2 ([1, 1]).
     o.truncate(n);
-    if final_zero {
-        if let Some(l) = o.last_mut() {
-            *l = 1;
-        }
+    if final_zero && let Some(l) = o.last_mut() {
+        *l = 1;
     }
     Ok(o)
 }
