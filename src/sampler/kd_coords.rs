@@ -142,19 +142,8 @@ pub(crate) fn kd_row(
     finish(what, c)
 }
 
-/// k-diffusion's `get_ancestral_step(ρ_from, ρ_to, η)`:
-/// `σ_up = min(ρ_to, η sqrt(ρ_to² (ρ_from² − ρ_to²)/ρ_from²))`,
-/// `σ_down = sqrt(ρ_to² − σ_up²)`; `(ρ_to, 0)` for `η = 0`.
-pub(crate) fn ancestral_step(rho_from: f64, rho_to: f64, eta: f64) -> (f64, f64) {
-    if eta == 0.0 {
-        return (rho_to, 0.0);
-    }
-    let up = (eta
-        * (rho_to * rho_to * (rho_from * rho_from - rho_to * rho_to) / (rho_from * rho_from))
-            .sqrt())
-    .min(rho_to);
-    ((rho_to * rho_to - up * up).sqrt(), up)
-}
+// k-diffusion's `get_ancestral_step`: the one in `kdiff` (same operations).
+pub(crate) use super::kdiff::ancestral_step;
 
 /// The grid times of contiguous steps (each step's `s` the next one's `t`),
 /// which the multistep samplers index like ComfyUI's σ list.
