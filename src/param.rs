@@ -12,6 +12,7 @@
 //! | [`Velocity`](Prediction::Velocity) `dz/dt` (SD3, Flux) | α′ | σ′ |
 //! | [`FlowVelocity`](Prediction::FlowVelocity) `dz/dτ`, `τ = 1 − t` | −α′ | −σ′ |
 //! | [`Score`](Prediction::Score) `∇ log p_t` | 0 | −1/σ |
+//! | [`EdmF`](Prediction::EdmF) EDM's `F_θ` (σ_data = 1) | σ/√(α²+σ²) | −α/√(α²+σ²) |
 //!
 //! Given the state `z = α x + σ ε` and a prediction `p`, with
 //! `det = α c_ε − σ c_x`:
@@ -43,17 +44,29 @@ pub enum Prediction {
     FlowVelocity,
     /// The score `∇_z log p_t(z) = −ε/σ`.
     Score,
+    /// EDM's preconditioned network output `F_θ` (Karras et al. 2022, eq. 7;
+    /// diffusers' EDM schedulers with `prediction_type="epsilon"`) for
+    /// `σ_data = 1`: in k-diffusion coordinates (`x = z/α`, `ρ = σ/α`) the
+    /// denoiser is `D = c_skip x + c_out F` with `c_skip = 1/(ρ² + 1)`,
+    /// `c_out = ρ/√(ρ² + 1)`, i.e.
+    /// `F = (ρ x − ε)/√(ρ² + 1) = (σ x − α ε)/√(α² + σ²)`
+    /// (finite at `α = 0`, where it is `x`). On a variance-preserving
+    /// schedule (`α² + σ² = 1`) it is `−v`, and diffusers' EDM
+    /// `v_prediction` is [`V`](Prediction::V). For `σ_data ≠ 1` measure the
+    /// data in units of `σ_data` (module [`crate::sampler::edm`]).
+    EdmF,
 }
 
 impl Prediction {
     /// Every prediction type, in a fixed order.
-    pub const ALL: [Prediction; 6] = [
+    pub const ALL: [Prediction; 7] = [
         Prediction::X,
         Prediction::Eps,
         Prediction::V,
         Prediction::Velocity,
         Prediction::FlowVelocity,
         Prediction::Score,
+        Prediction::EdmF,
     ];
 
     /// Short name.
@@ -65,6 +78,7 @@ impl Prediction {
             Prediction::Velocity => "velocity",
             Prediction::FlowVelocity => "flow-velocity",
             Prediction::Score => "score",
+            Prediction::EdmF => "edm-f",
         }
     }
 
@@ -78,6 +92,10 @@ impl Prediction {
             Prediction::Velocity => (at.d_alpha, at.d_sigma),
             Prediction::FlowVelocity => (-at.d_alpha, -at.d_sigma),
             Prediction::Score => (0.0, -1.0 / at.sigma),
+            Prediction::EdmF => {
+                let n = at.alpha.hypot(at.sigma);
+                (at.sigma / n, -at.alpha / n)
+            }
         }
     }
 
@@ -149,7 +167,7 @@ impl std::str::FromStr for Prediction {
             .ok_or_else(|| {
                 Error::invalid(
                     "prediction",
-                    format!("{s:?} is not one of x, eps, v, velocity, flow-velocity, score"),
+                    format!("{s:?} is not one of x, eps, v, velocity, flow-velocity, score, edm-f"),
                 )
             })
     }

@@ -350,13 +350,13 @@ fn same_rows(a: &Plan, b: &Plan) -> bool {
         })
 }
 
-/// The prediction types a (sampler, schedule) pair runs with: all six in
-/// the full run, else the rotating one.
+/// The prediction types a (sampler, schedule) pair runs with: all of them
+/// in the full run, else the rotating one.
 fn predictions(kind: usize, schedule: usize) -> Vec<Prediction> {
     if full() {
         Prediction::ALL.to_vec()
     } else {
-        vec![Prediction::ALL[(kind + schedule) % 6]]
+        vec![Prediction::ALL[(kind + schedule) % Prediction::ALL.len()]]
     }
 }
 

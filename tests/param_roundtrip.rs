@@ -1,4 +1,4 @@
-//! Parameterization round trips: all 36 ordered pairs `(A, B)` of
+//! Parameterization round trips: all 49 ordered pairs `(A, B)` of
 //! prediction types, converted `A → B → A` and checked against the ground
 //! truth built from known `x` and `ε`, on every closed-form schedule at
 //! several times.
@@ -29,7 +29,7 @@ fn max_abs(v: &[f64]) -> f64 {
 }
 
 #[test]
-fn all_36_pairs_round_trip_and_match_ground_truth() {
+fn all_49_pairs_round_trip_and_match_ground_truth() {
     for sch in schedules() {
         for &t in &TIMES {
             let at = sch.at(t).unwrap();
@@ -59,6 +59,14 @@ fn all_36_pairs_round_trip_and_match_ground_truth() {
                             Prediction::Velocity => at.d_alpha * x + at.d_sigma * eps,
                             Prediction::FlowVelocity => -(at.d_alpha * x + at.d_sigma * eps),
                             Prediction::Score => -eps / at.sigma,
+                            Prediction::EdmF => {
+                                // EDM: D = c_skip x_ve + c_out F at ρ = σ/α.
+                                let rho = at.sigma / at.alpha;
+                                let x_ve = z / at.alpha;
+                                let c_skip = 1.0 / (rho * rho + 1.0);
+                                let c_out = rho / (rho * rho + 1.0).sqrt();
+                                (x - c_skip * x_ve) / c_out
+                            }
                         };
                         let pa = truth(a);
                         assert!(
@@ -87,7 +95,7 @@ fn all_36_pairs_round_trip_and_match_ground_truth() {
                     pairs += 1;
                 }
             }
-            assert_eq!(pairs, 36);
+            assert_eq!(pairs, 49);
         }
     }
 }
@@ -109,6 +117,7 @@ fn end_points_refuse_what_they_cannot_invert() {
         Prediction::V,
         Prediction::Velocity,
         Prediction::FlowVelocity,
+        Prediction::EdmF,
     ] {
         let inv = p.inverse(&at1).unwrap();
         // z = σ ε = ε at t = 1, x = 0.3: every one recovers x and ε.
@@ -130,4 +139,6 @@ fn end_points_refuse_what_they_cannot_invert() {
         Err(Error::NotInvertible { .. })
     ));
     assert!(Prediction::Eps.inverse(&at0).is_ok());
+    // EDM's F is −ε at σ = 0 (c_out → 0): invertible at both ends.
+    assert!(Prediction::EdmF.inverse(&at0).is_ok());
 }

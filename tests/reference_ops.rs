@@ -329,6 +329,7 @@ fn forward_guidance_and_loss() {
                 Prediction::Velocity => sch.d_alpha(t) * x[i] + sch.d_sigma(t) * xi[i],
                 Prediction::FlowVelocity => -(sch.d_alpha(t) * x[i] + sch.d_sigma(t) * xi[i]),
                 Prediction::Score => -xi[i] / s,
+                Prediction::EdmF => (s * x[i] - a * xi[i]) / (a * a + s * s).sqrt(),
             };
             assert!((target[i] - want).abs() < 1e-14, "{p}");
         }

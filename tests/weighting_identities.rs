@@ -78,6 +78,8 @@ fn prediction_error_factors() {
                         (at.d_sigma * (0.5 * lam).exp() - at.d_alpha).powi(2)
                     }
                     Prediction::Score => lam.exp() / at.sigma.powi(2),
+                    // dF/dx̂ = √(α² + σ²)/σ at fixed z.
+                    Prediction::EdmF => lam.exp() + 1.0,
                 };
                 assert!(
                     rel(k, closed) < 1e-12,

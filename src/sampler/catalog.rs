@@ -101,7 +101,6 @@ const fn grid(
 
 use EntryKind::Sampler as S;
 
-const NOT_YET: &str = "not implemented yet (issue 13)";
 const ADAPTIVE: &str = "adaptive step size needs the error norm of each step reduced on the device and a host decision per step; not provided yet";
 
 /// The catalog, samplers first, then grids.
@@ -201,8 +200,10 @@ pub const CATALOG: &[Entry] = &[
         "Lms (order 1–4, ε̂ history)",
         Some("sample_lms"),
         Some("lms"),
-        Some("LMSDiscreteScheduler (same update; its diffusers loop is not replayed yet)"),
+        Some("LMSDiscreteScheduler"),
         &[
+            "tests/golden_diffusers_samplers.rs::diffusers_samplers_replay_on_the_f64_reference",
+            "tests/golden_diffusers_samplers.rs::diffusers_samplers_replay_on_the_engine",
             "tests/golden_kdiffusion_samplers.rs::kdiffusion_samplers_on_the_reference",
             "tests/golden_kdiffusion_samplers.rs::kdiffusion_samplers_every_prediction_and_schedule",
             "tests/golden_kdiffusion_samplers.rs::kdiffusion_samplers_on_every_engine",
@@ -213,8 +214,10 @@ pub const CATALOG: &[Entry] = &[
         "Dpm2 (η = 0)",
         Some("sample_dpm_2"),
         Some("dpm_2"),
-        Some("KDPM2DiscreteScheduler (same update; its diffusers loop is not replayed yet)"),
+        Some("KDPM2DiscreteScheduler"),
         &[
+            "tests/golden_diffusers_samplers.rs::diffusers_samplers_replay_on_the_f64_reference",
+            "tests/golden_diffusers_samplers.rs::diffusers_samplers_replay_on_the_engine",
             "tests/golden_kdiffusion_samplers.rs::kdiffusion_samplers_on_the_reference",
             "tests/golden_kdiffusion_samplers.rs::kdiffusion_samplers_every_prediction_and_schedule",
             "tests/golden_kdiffusion_samplers.rs::kdiffusion_samplers_on_every_engine",
@@ -224,10 +227,10 @@ pub const CATALOG: &[Entry] = &[
         "Dpm2 (η > 0)",
         Some("sample_dpm_2_ancestral"),
         Some("dpm_2_ancestral"),
-        Some(
-            "KDPM2AncestralDiscreteScheduler (same update; its diffusers loop is not replayed yet)",
-        ),
+        Some("KDPM2AncestralDiscreteScheduler"),
         &[
+            "tests/golden_diffusers_samplers.rs::diffusers_samplers_replay_on_the_f64_reference",
+            "tests/golden_diffusers_samplers.rs::diffusers_samplers_replay_on_the_engine",
             "tests/golden_kdiffusion_samplers.rs::kdiffusion_samplers_on_the_reference",
             "tests/golden_kdiffusion_samplers.rs::kdiffusion_samplers_every_prediction_and_schedule",
             "tests/golden_kdiffusion_samplers.rs::kdiffusion_samplers_on_every_engine",
@@ -249,8 +252,10 @@ pub const CATALOG: &[Entry] = &[
         "DpmSolverPPSde (r = ½; Philox in place of the Brownian tree)",
         Some("sample_dpmpp_sde"),
         Some("dpmpp_sde, dpmpp_sde_gpu"),
-        Some("DPMSolverSDEScheduler (same update; its diffusers loop is not replayed yet)"),
+        Some("DPMSolverSDEScheduler (its Brownian-tree noise replayed as recorded)"),
         &[
+            "tests/golden_diffusers_samplers.rs::diffusers_samplers_replay_on_the_f64_reference",
+            "tests/golden_diffusers_samplers.rs::diffusers_samplers_replay_on_the_engine",
             "tests/golden_kdiffusion_samplers.rs::kdiffusion_samplers_on_the_reference",
             "tests/golden_kdiffusion_samplers.rs::kdiffusion_samplers_every_prediction_and_schedule",
             "tests/golden_kdiffusion_samplers.rs::kdiffusion_samplers_on_every_engine",
@@ -436,13 +441,25 @@ pub const CATALOG: &[Entry] = &[
         None,
         "needs ComfyUI's separate sa_solver.py module and its τ function; not implemented",
     ),
-    missing(S, None, None, Some("EDMEulerScheduler"), NOT_YET),
-    missing(
-        S,
+    sampler(
+        "Ddim (η = 0) on Edm::grid with Edm::prediction (Prediction::EdmF / V)",
+        None,
+        None,
+        Some("EDMEulerScheduler"),
+        &[
+            "tests/golden_diffusers_samplers.rs::diffusers_samplers_replay_on_the_f64_reference",
+            "tests/golden_diffusers_samplers.rs::diffusers_samplers_replay_on_the_engine",
+        ],
+    ),
+    sampler(
+        "FlowHeun",
         None,
         None,
         Some("FlowMatchHeunDiscreteScheduler"),
-        NOT_YET,
+        &[
+            "tests/golden_diffusers_samplers.rs::diffusers_samplers_replay_on_the_f64_reference",
+            "tests/golden_diffusers_samplers.rs::diffusers_samplers_replay_on_the_engine",
+        ],
     ),
     missing(S, Some("sample_dpm_fast"), Some("dpm_fast"), None, ADAPTIVE),
     missing(

@@ -21,6 +21,7 @@
 //!   | probability-flow ODE Euler | [`pf_ode_euler_row`] | `z_s = z_t + (s − t)(f z − ½ g² ŝ)` |
 //!   | reverse SDE Euler–Maruyama | [`euler_maruyama_row`] | `z_s = z_t + (s − t)(f z − ½(1+η²) g² ŝ) + η g sqrt(t − s) ξ` |
 //!   | Heun (EDM) | [`heun_predictor_row`], [`heun_corrector_row`] | predictor + trapezoid in `(x, ρ)` |
+//!   | flow Heun | [`flow_heun_predictor_row`], [`flow_heun_corrector_row`] | flow Euler + trapezoid in `(z, t)` |
 //!   | DPM-Solver++(2M) | [`dpmpp_2m_row`] | `z_s = (σ_s/σ_t) z − α_s expm1(−h) D` |
 //!   | LMS (k-diffusion) | [`lms_row`] | `x_s = x_t + Σ_j c_j d_{i−j}`, `c_j = ∫ ℓ_j dρ` |
 //!   | DPM-Solver-2 (ancestral) | [`dpm2_stages`] | Euler to `ρ_mid`, then `x_s = x_t + (ρ_down − ρ_t) d′ + ρ_up ξ` |
@@ -28,6 +29,7 @@
 //!   | DPM-Solver++ SDE | [`dpmpp_sde_stages`] | two ancestral DPM-Solver++ stages, `r = ½` |
 //!   | DPM-Solver++(2M) SDE | [`dpmpp_2m_sde_row`] | `x_s = (ρ_s/ρ_t) e^{−ηh} x_t + (1 − e^{−(1+η)h}) D + c/r (D − D_prev) + ρ_s sqrt(1 − e^{−2ηh}) ξ` |
 //!   | DPM-Solver++(3M) SDE | [`dpmpp_3m_sde_row`] | `x_s = e^{−h_η} x_t + (1 − e^{−h_η}) D + φ₂ d₁ − φ₃ d₂ + noise` |
+//!   | EDM (diffusers' EDM schedulers) | [`Edm`] units + [`ddim_row`] on `VpCosine` | `c_in x` is the VP state, `F` is [`Prediction::EdmF`] |
 //!   | Langevin corrector | [`langevin_row`] | `z ← z + δ ŝ + sqrt(2δ) ξ` |
 //!   | classifier-free guidance | [`guided`] | `p = p_u + w (p_c − p_u)` folded into any row |
 //!   | forward renoising | [`renoise_row`] | `z_t = (α_t/α_s) z_s + sqrt(σ_t² − (α_t/α_s)² σ_s²) ξ` |
@@ -81,9 +83,11 @@ mod dpmpp_2m_sde;
 mod dpmpp_2s;
 mod dpmpp_3m_sde;
 mod dpmpp_sde;
+pub mod edm;
 mod er_sde;
 mod euler_maruyama;
 mod flow_euler;
+mod flow_heun;
 mod forward;
 mod guidance;
 mod heun;
@@ -113,9 +117,11 @@ pub use dpmpp_2m_sde::{DpmSolverPP2MSde, SolverType, dpmpp_2m_sde_row};
 pub use dpmpp_2s::{DpmSolverPP2SAncestral, dpmpp_2s_ancestral_stages};
 pub use dpmpp_3m_sde::{DpmSolverPP3MSde, dpmpp_3m_sde_row};
 pub use dpmpp_sde::{DpmSolverPPSde, dpmpp_sde_stages};
+pub use edm::Edm;
 pub use er_sde::{ErSde, er_sde_integrals, er_sde_noise_scaler};
 pub use euler_maruyama::{EulerMaruyama, euler_maruyama_row};
 pub use flow_euler::{FlowEuler, flow_euler_row};
+pub use flow_heun::{FlowHeun, flow_heun_corrector_row, flow_heun_predictor_row};
 pub use forward::renoise_row;
 pub use guidance::{Guided, guided};
 pub use heun::{Heun, heun_corrector_row, heun_predictor_row};
