@@ -84,3 +84,40 @@ fn minimal_bytes_count_each_array_once() {
     // pred, target read, grad written, one f32 loss per sample.
     assert_eq!(bytes(BenchOp::LossRead, DType::F32), 3 * 4 * n as u64 + 4);
 }
+
+/// `bench --samplers`: every sampler's eager baseline (its widest stage's
+/// row as separate PyTorch-style passes) leaves the fused launch's output
+/// and `x̂`, on the CPU in f32, to f32 rounding of the extra passes; the
+/// noisy stages too (the baseline's `randn` pass draws the same Philox
+/// stream as the fused launch).
+#[test]
+fn sampler_baselines_compute_the_fused_result() {
+    use gaussflow::lab::bench::samplers::{SamplerWorkload, sampler_cases};
+    use gaussflow::tensor::Shape;
+    let engine = Engine::cpu();
+    let cases = sampler_cases().unwrap();
+    assert!(cases.len() >= 30, "{} sampler cases", cases.len());
+    for case in &cases {
+        for shape in [Shape::new(1, 7), Shape::new(3, 4099)] {
+            let mut w = SamplerWorkload::new(&engine, case, shape, DType::F32).unwrap();
+            w.fused().unwrap();
+            let fused = w.outputs().unwrap();
+            w.unfused().unwrap();
+            let unfused = w.outputs().unwrap();
+            let outs = if w.writes_x_hat() { 2 } else { 1 };
+            for k in 0..outs {
+                let (f, u) = (fused[k].to_f32_vec(), unfused[k].to_f32_vec());
+                assert!(f.iter().all(|v| v.is_finite()), "{}", case.name);
+                let err = max_rel(&u, &f);
+                assert!(
+                    err < 1e-5,
+                    "{} {shape} output {k}: relative error {err:e}",
+                    case.name
+                );
+            }
+            // Each array the stage reads or writes, once.
+            let arrays = (w.reads() + w.writes()) as u64;
+            assert_eq!(w.bytes(), arrays * 4 * (shape.batch * shape.dim) as u64);
+        }
+    }
+}

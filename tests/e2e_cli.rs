@@ -262,6 +262,62 @@ fn bench_measures_explicit_shapes() {
     }
 }
 
+/// `bench --samplers` gives one row per named sampler with its stage, the
+/// arrays it moves and the eager baseline; an unknown name is an error
+/// listing the known ones.
+#[test]
+fn bench_samplers_gives_a_row_per_sampler() {
+    let out = bin()
+        .args([
+            "bench",
+            "--backend",
+            "cpu",
+            "--json",
+            "--quick",
+            "--dtypes",
+            "f32",
+            "--sizes",
+            "4099",
+            "--samplers",
+            "ddim,lms4,dpm++3m-sde",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["backends"][0]["sampler_rows"].as_array().unwrap();
+    let names: Vec<_> = rows
+        .iter()
+        .map(|r| r["sampler"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ddim", "lms4", "dpm++3m-sde"]);
+    // ddim: z, ε̂ read, z_s written; LMS 4: x, ε̂, 3 derivatives read, x_s
+    // and ε̂ written; 3M SDE draws noise.
+    let arrays: Vec<_> = rows
+        .iter()
+        .map(|r| (r["reads"].as_u64().unwrap(), r["writes"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(arrays[..2], [(2, 1), (5, 2)]);
+    assert_eq!(rows[2]["noise"], serde_json::json!(true));
+    for r in rows {
+        assert!(r["copy_fraction"].as_f64().unwrap() > 0.0);
+        assert!(r["unfused_passes"].as_u64().unwrap() >= 3);
+    }
+    let (code, text) = run(
+        &["bench", "--backend", "cpu", "--samplers", "no-such-sampler"],
+        &[],
+    );
+    assert_ne!(code, Some(0), "{text}");
+    assert!(
+        text.contains("no-such-sampler") && text.contains("lms4"),
+        "{text}"
+    );
+}
+
 /// `info` names the instruction set the CPU kernels use and every one the
 /// processor has, as text and JSON; the bench JSON says which path
 /// produced the CPU figures.

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use gaussflow::lab::bench::{self, BenchConfig, BenchOp, Progress};
+use gaussflow::lab::bench::{self, BenchConfig, BenchOp, Progress, samplers};
 use gaussflow::{BackendKind, DType, Engine, Shape};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -32,6 +32,11 @@ pub struct Args {
     /// Ops (comma-separated). Default: all.
     #[arg(long, value_delimiter = ',')]
     pub ops: Vec<BenchOp>,
+    /// Per-sampler rows instead of the ops: each named sampler's widest
+    /// stage of its own plan (comma-separated names, or `all`; `gaussflow
+    /// bench --samplers help` lists them).
+    #[arg(long, value_delimiter = ',')]
+    pub samplers: Vec<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -105,6 +110,9 @@ pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         cfg = cfg.quick();
     }
     let kinds = kinds(&args.backends)?;
+    if !args.samplers.is_empty() {
+        return run_samplers(args, &cfg, &kinds);
+    }
     let total = cfg.len() * kinds.len();
     let (bar, mut on_progress) = progress_bar(total);
     let mut reports = Vec::new();
@@ -152,6 +160,84 @@ pub fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
                     }
                 }
                 Err(why) => outln!("== bench {}: FAILED to start: {why}\n", r.backend),
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `bench --samplers`: one row per sampler on every backend in `kinds`.
+fn run_samplers(
+    args: &Args,
+    cfg: &BenchConfig,
+    kinds: &[BackendKind],
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    if args.samplers.iter().any(|n| n == "help") {
+        for c in samplers::sampler_cases()? {
+            outln!("{:<30} {}", c.name, c.sampler.name());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cases = samplers::select(&args.samplers)?;
+    let per = cases.len() * cfg.dtypes.len() * cfg.all_shapes().len();
+    let total = per * kinds.len();
+    let (bar, mut on_progress) = progress_bar(total);
+    let mut reports = Vec::new();
+    for (i, &kind) in kinds.iter().enumerate() {
+        let mut shifted = |p: &Progress| {
+            on_progress(&Progress {
+                done: i * per + p.done,
+                total,
+                label: p.label.clone(),
+            })
+        };
+        reports.push(match Engine::new(kind) {
+            Ok(engine) => {
+                let rows = samplers::run(&engine, cfg, &cases, &mut shifted)?;
+                let isa = engine.as_cpu().map(|c| c.isa());
+                (kind, Ok(engine.describe()), rows, isa)
+            }
+            Err(e) => (kind, Err(e.to_string()), Vec::new(), None),
+        });
+    }
+    bar.finish_and_clear();
+    let failed = reports.iter().any(|r| r.1.is_err());
+    if args.json {
+        let v: Vec<_> = reports
+            .iter()
+            .map(|(kind, device, rows, isa)| {
+                serde_json::json!({
+                    "backend": kind,
+                    "device": device.as_ref().ok(),
+                    "unavailable": device.as_ref().err(),
+                    "isa": isa,
+                    "sampler_rows": rows,
+                })
+            })
+            .collect();
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "backends": v }))?
+        );
+    } else {
+        outln!("{}\n", samplers::TABLE_LEGEND);
+        for (kind, device, rows, isa) in &reports {
+            match device {
+                Ok(d) => {
+                    outln!("== bench --samplers {kind} ({d})");
+                    if let Some(isa) = isa {
+                        outln!("cpu isa: {isa}");
+                    }
+                    outln!("{}", samplers::format_table(rows));
+                    if let Some(w) = samplers::noise_warning(rows) {
+                        outln!("{w}\n");
+                    }
+                }
+                Err(why) => outln!("== bench {kind}: FAILED to start: {why}\n"),
             }
         }
     }

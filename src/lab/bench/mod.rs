@@ -24,6 +24,7 @@
 //! [`BenchConfig::min_reps`] times), and reported as the median.
 
 mod baseline;
+pub mod samplers;
 mod workload;
 
 use std::time::Duration;
