@@ -4,8 +4,8 @@
 
 use gaussflow::Schedule;
 use gaussflow::schedule::{
-    BetaSchedule, Discrete, DiscreteConfig, Flow, FromFlow, FromSde, Scaled, Shifted, Ve, VpCosine,
-    VpLinear,
+    BetaSchedule, CondFlow, Discrete, DiscreteConfig, Flow, FlowSigmaMin, FromFlow, FromSde,
+    Scaled, Shifted, Ve, VpCosine, VpLinear,
 };
 use std::f64::consts::PI;
 use std::sync::Arc;
@@ -82,6 +82,51 @@ fn flow() {
     }
     assert_eq!((Flow.alpha(1.0), Flow.sigma(0.0)), (0.0, 0.0));
     check_calculus(&Flow, &times(), 1e-4, 1e-9);
+}
+
+/// Conditional flow matching with σ > 0: `σ = √(t² + σ_c²)` (I-CFM) and
+/// `σ = σ_min + (1 − σ_min) t` (Lipman et al.), both `α = 1 − t`; at
+/// `σ = 0` each is the flow schedule to the bit; the inverse reaches both
+/// ends.
+#[test]
+fn cond_flow_and_flow_sigma_min() {
+    for c in [0.0, 1e-3, 0.1, 0.5, 2.0] {
+        let s = CondFlow::new(c).unwrap();
+        for t in times() {
+            assert!(close(s.alpha(t), 1.0 - t, 1e-15, 0.0));
+            assert!(close(s.sigma(t), (t * t + c * c).sqrt(), 1e-15, 0.0));
+        }
+        check_calculus(&s, &times(), 1e-4, 1e-8);
+        assert_eq!(s.t_from_log_snr(s.log_snr(0.0)).unwrap(), 0.0, "σ_c = {c}");
+        assert_eq!(
+            s.t_from_log_snr(f64::NEG_INFINITY).unwrap(),
+            1.0,
+            "σ_c = {c}"
+        );
+    }
+    for m in [0.0, 1e-4, 0.1, 0.9] {
+        let s = FlowSigmaMin::new(m).unwrap();
+        for t in times() {
+            assert!(close(s.alpha(t), 1.0 - t, 1e-15, 0.0));
+            assert!(close(s.sigma(t), m + (1.0 - m) * t, 1e-15, 0.0));
+        }
+        check_calculus(&s, &times(), 1e-4, 1e-8);
+        assert_eq!(
+            s.t_from_log_snr(s.log_snr(0.0)).unwrap(),
+            0.0,
+            "σ_min = {m}"
+        );
+        assert_eq!(
+            s.t_from_log_snr(f64::NEG_INFINITY).unwrap(),
+            1.0,
+            "σ_min = {m}"
+        );
+    }
+    let (c0, m0) = (CondFlow::new(0.0).unwrap(), FlowSigmaMin::new(0.0).unwrap());
+    for t in times() {
+        assert_eq!(c0.sigma(t), Flow.sigma(t));
+        assert_eq!(m0.sigma(t), Flow.sigma(t));
+    }
 }
 
 #[test]

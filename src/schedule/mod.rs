@@ -11,12 +11,14 @@
 use crate::error::{Error, Result, check_time};
 
 pub mod compat;
+mod cond_flow;
 mod continuous;
 mod discrete;
 mod from_sde;
 pub mod quad;
 mod time_scaled;
 mod transform;
+pub use cond_flow::{CondFlow, FlowSigmaMin};
 pub use continuous::{Flow, Ve, VpCosine, VpLinear};
 pub use discrete::{
     BetaSchedule, Discrete, DiscreteConfig, EULER_TERMINAL_ALPHA_CUMPROD, MAX_TRAIN_TIMESTEPS,

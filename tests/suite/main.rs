@@ -71,6 +71,8 @@ mod engine_errors;
 mod errors_named;
 #[path = "../golden_add_noise.rs"]
 mod golden_add_noise;
+#[path = "../golden_cfm.rs"]
+mod golden_cfm;
 #[path = "../golden_comfy_samplers.rs"]
 mod golden_comfy_samplers;
 #[path = "../golden_ddim.rs"]
