@@ -434,12 +434,17 @@ pub const CATALOG: &[Entry] = &[
             "tests/golden_diffusers_samplers.rs::diffusers_samplers_replay_on_the_engine",
         ],
     ),
-    missing(
-        S,
+    sampler(
+        "SaSolver (SaSolverOptions: predictor 1–5, corrector 0–6, SaTau interval / η, s_noise, use_pece, simple_order_2)",
         None,
-        Some("sa_solver"),
+        Some("sa_solver, sa_solver_pece"),
         None,
-        "needs ComfyUI's separate sa_solver.py module and its τ function; not implemented",
+        &[
+            "tests/golden_comfy_sa_solver.rs::comfy_sa_solver_on_the_reference",
+            "tests/golden_comfy_sa_solver.rs::comfy_sa_solver_on_the_engine",
+            "tests/golden_comfy_sa_solver.rs::sa_solver_plan_structure",
+            "tests/golden_comfy_sa_solver.rs::sa_solver_option_errors",
+        ],
     ),
     sampler(
         "Ddim (η = 0) on Edm::grid with Edm::prediction (Prediction::EdmF / V)",

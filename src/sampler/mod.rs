@@ -29,6 +29,7 @@
 //!   | DPM-Solver++ SDE | [`dpmpp_sde_stages`] | two ancestral DPM-Solver++ stages, `r = ½` |
 //!   | DPM-Solver++(2M) SDE | [`dpmpp_2m_sde_row`] | `x_s = (ρ_s/ρ_t) e^{−ηh} x_t + (1 − e^{−(1+η)h}) D + c/r (D − D_prev) + ρ_s sqrt(1 − e^{−2ηh}) ξ` |
 //!   | DPM-Solver++(3M) SDE | [`dpmpp_3m_sde_row`] | `x_s = e^{−h_η} x_t + (1 − e^{−h_η}) D + φ₂ d₁ − φ₃ d₂ + noise` |
+//!   | SA-Solver (ComfyUI, predictor–corrector fused) | [`SaSolver`], [`sa_solver_coeffs`] | `x̃_{s} = A (x̃_t + C_t − P_prev) + P_t + ρ_s sqrt(1 − e^{−2τ²h}) ξ`, `A = (ρ_s/ρ_t) e^{−τ²h}`, `b_j = (1+τ²) ∫ e^{(1+τ²)(λ−λ_s)} L_j dλ` |
 //!   | EDM (diffusers' EDM schedulers) | [`Edm`] units + [`ddim_row`] on `VpCosine` | `c_in x` is the VP state, `F` is [`Prediction::EdmF`] |
 //!   | Langevin corrector | [`langevin_row`] | `z ← z + δ ŝ + sqrt(2δ) ξ` |
 //!   | classifier-free guidance | [`guided`] | `p = p_u + w (p_c − p_u)` folded into any row |
@@ -39,7 +40,7 @@
 //!   `g² = 2σσ′ − 2fσ²` (docs/DESIGN.md §5).
 //!
 //!   ComfyUI's own samplers ([`Ipndm`], [`HeunPP2`], [`ResMultistep`],
-//!   [`EulerCfgPp`], [`DpmppCfgPp2M`], [`ErSde`]) are written in k-diffusion's
+//!   [`EulerCfgPp`], [`DpmppCfgPp2M`], [`ErSde`], [`SaSolver`]) are written in k-diffusion's
 //!   `x = z/α`, `ρ = σ/α` through the same `(x̂, ε̂)` (module `kd_coords`).
 //!
 //! * **Sampler objects** implementing [`Sampler`]: a list of steps
@@ -102,6 +103,7 @@ mod pf_ode;
 mod plan;
 mod pndm;
 mod res_multistep;
+mod sa_solver;
 mod steps;
 mod tcd;
 mod unipc;
@@ -135,6 +137,10 @@ pub use pf_ode::{PfOdeEuler, pf_ode_euler_row};
 pub use plan::{Composition, HostCall, HostModelFn, HostNoiseFn, Plan, PlanStage};
 pub use pndm::{Pndm, PndmOptions};
 pub use res_multistep::ResMultistep;
+pub use sa_solver::{
+    SA_SOLVER_MAX_CORRECTOR_ORDER, SA_SOLVER_MAX_PREDICTOR_ORDER, SaSolver, SaSolverOptions, SaTau,
+    sa_solver_coeffs, sa_solver_simple_coeffs,
+};
 pub use steps::Steps;
 pub use tcd::{Tcd, TcdOptions};
 pub use unipc::{UniPc, UniPcOptions, UniPcSolver};

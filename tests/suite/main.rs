@@ -73,6 +73,8 @@ mod errors_named;
 mod golden_add_noise;
 #[path = "../golden_cfm.rs"]
 mod golden_cfm;
+#[path = "../golden_comfy_sa_solver.rs"]
+mod golden_comfy_sa_solver;
 #[path = "../golden_comfy_samplers.rs"]
 mod golden_comfy_samplers;
 #[path = "../golden_ddim.rs"]
