@@ -8,7 +8,8 @@
 //! holds), with `simple_order_2` (orders 2/2), with `τ = 0.7` everywhere and
 //! `s_noise = 0.8`, and `sample_sa_solver_pece`, each on the Gaussian and
 //! the 2-D mixture × Karras-15 and exponential-12 σ lists (the defaults also
-//! on Karras-10 without the final 0), replayed through [`SaSolver`].
+//! on Karras-10 without the final 0), and the defaults and PECE as a flow
+//! model (ComfyUI's `CONST` model sampling), replayed through [`SaSolver`].
 //!
 //! # Recipe
 //!
@@ -22,12 +23,24 @@
 //! corrected state) and the final sample are checked; the final state is
 //! compared as `x = z/α` (α ≠ 1 where the grid does not end at σ = 0).
 //!
+//! A `CONST` (flow) case runs ComfyUI's loop on the flow state `z` at
+//! `σ = t` with `λ = −logit σ`, from its first σ moved off 1
+//! (`inputs.sigmas_used`). The same data in k-diffusion coordinates is
+//! `ρ = σ/(1 − σ)`, `x = z/(1 − σ)`, and the `τ` interval (ComfyUI compares
+//! σ) is converted the same way; the replay is then the EPS one, on every
+//! schedule: SA-Solver's exponential integrator is the same map in either
+//! coordinates.
+//!
 //! # Tolerances
 //!
 //! * f64 reference (`Plan::run_f64`): `1e-10·(1 + |x|)`, as the other
-//!   ComfyUI float64 cases (measured worst printed with `--nocapture`).
-//!   Three (schedule, prediction) pairs: flow / x, VP-cosine / ε,
-//!   VP-cosine / v.
+//!   ComfyUI float64 cases (measured worst printed with `--nocapture`:
+//!   ~1e-14, 1.3e-13 at orders 5/6, whose Vandermonde systems ComfyUI solves
+//!   in absolute `λ` powers). Three (schedule, prediction) pairs: flow / x,
+//!   VP-cosine / ε, VP-cosine / v. The `CONST` cases on VP-cosine reach
+//!   ~4e-11: they start at `ρ ≈ 3·10⁴`, where VP-cosine's `t ≈ 1 − 2·10⁻⁵`
+//!   resolves `ρ` only to ~5e-12 relative (one ulp of `t`), and the grid
+//!   times' `ρ` are checked to that resolution ([`rho_tol`]).
 //! * Engines (f32): `1e-5·(1 + |x|)`.
 
 use crate::golden::{self, Case, Json};
@@ -74,18 +87,40 @@ impl Denoiser {
     }
 }
 
+/// Whether the case is a flow model (`CONST`): ComfyUI's σ is `t` and its
+/// state `z`.
+fn is_const(case: &Case) -> bool {
+    case.str("model_sampling") == "CONST"
+}
+
+/// k-diffusion's `ρ` of one of the case's σ: `σ/(1 − σ)` for `CONST`.
+fn rho_of(case: &Case, sigma: f64) -> f64 {
+    if is_const(case) {
+        sigma / (1.0 - sigma)
+    } else {
+        sigma
+    }
+}
+
+/// The factor from ComfyUI's state at σ to k-diffusion's `x`:
+/// `1/(1 − σ)` for `CONST`.
+fn kd_factor(case: &Case, sigma: f64) -> f64 {
+    if is_const(case) {
+        1.0 / (1.0 - sigma)
+    } else {
+        1.0
+    }
+}
+
 /// The case's options, from its `config`.
 fn options(case: &Case) -> SaSolverOptions {
     let c = case.config();
     let tau = c.at("tau");
+    let rho = |k: &str| rho_of(case, tau.at(k).as_f64());
     SaSolverOptions {
         predictor_order: c.at("predictor_order").as_i64() as usize,
         corrector_order: c.at("corrector_order").as_i64() as usize,
-        tau: SaTau::interval(
-            tau.at("eta").as_f64(),
-            tau.at("start_sigma").as_f64(),
-            tau.at("end_sigma").as_f64(),
-        ),
+        tau: SaTau::interval(tau.at("eta").as_f64(), rho("start_sigma"), rho("end_sigma")),
         s_noise: c.at("s_noise").as_f64(),
         use_pece: c.at("use_pece").as_bool(),
         simple_order_2: c.at("simple_order_2").as_bool(),
@@ -105,12 +140,22 @@ struct Setup<'a> {
     want: Vec<f64>,
 }
 
+/// How far `ρ(t)` may be from the `ρ` a grid time was made from: 1e-13
+/// relative, plus what one ulp of `t` moves `ρ` (near `t = 1`, where the
+/// `CONST` cases start at `ρ ≈ 3·10⁴`, that is ~5e-12 relative).
+fn rho_tol(sch: &dyn Schedule, t: f64, rho: f64) -> f64 {
+    let ulp = f64::EPSILON * t.abs().max(f64::MIN_POSITIVE);
+    let lo = (t - ulp).max(0.0);
+    1e-13 * rho + 2.0 * (sch.rho(t) - sch.rho(lo)).abs()
+}
+
 fn setup<'a>(case: Case<'a>, sch: Box<dyn Schedule>, pred: Prediction) -> Setup<'a> {
-    let sigmas = case.array("inputs.sigmas").f64s();
+    let used = case.array("inputs.sigmas_used").f64s();
+    let sigmas: Vec<f64> = used.iter().map(|&s| rho_of(&case, s)).collect();
     let grid = grid::from_rhos(&*sch, &sigmas).unwrap();
     for (t, s) in grid.t.iter().zip(&sigmas) {
         assert!(
-            (sch.rho(*t) - s).abs() <= 1e-13 * s,
+            (sch.rho(*t) - s).abs() <= rho_tol(&*sch, *t, *s),
             "ρ(t(σ)) = σ: {} vs {s}",
             sch.rho(*t)
         );
@@ -130,16 +175,25 @@ fn setup<'a>(case: Case<'a>, sch: Box<dyn Schedule>, pred: Prediction) -> Setup<
             .collect(),
         None => vec![],
     };
+    let m = case.at("model");
+    let den = Denoiser::of(if is_const(&case) { m.at("kd") } else { m });
+    let x_t = xt
+        .f64s()
+        .iter()
+        .map(|v| v * kd_factor(&case, used[0]))
+        .collect();
+    let want = case.array("outputs.final_sample").f64s();
+    let last = kd_factor(&case, *used.last().unwrap());
     Setup {
-        den: Denoiser::of(case.at("model")),
+        den,
         case,
         sch,
         pred,
         grid,
-        x_t: xt.f64s(),
+        x_t,
         shape,
         noise,
-        want: case.array("outputs.final_sample").f64s(),
+        want: want.iter().map(|v| v * last).collect(),
     }
 }
 
@@ -195,26 +249,29 @@ impl Setup<'_> {
 
     /// ComfyUI's model-call inputs `x` of step `step`, in order: the state
     /// the callback saw, then PECE's corrected state.
+    /// (k-diffusion's `x`).
     fn recorded_states(&self, step: usize) -> Vec<Vec<f64>> {
         let st = &self.case.steps()[step];
+        let f = kd_factor(&self.case, st.at("sigma").as_f64());
         let mut v = vec![st.at("x").array().f64s()];
         for c in st.at("later_model_calls").as_arr() {
             v.push(c.at("x").array().f64s());
         }
-        v
+        v.iter()
+            .map(|x| x.iter().map(|a| a * f).collect())
+            .collect()
     }
 
     /// Checks one model call's state `z` at time `t` against ComfyUI's
     /// `x` of that call; returns the error.
     fn check_state(&self, who: &str, step: usize, call: usize, t: f64, z: &[f64], tol: f64) -> f64 {
         let st = &self.case.steps()[step];
-        let sigmas = st.at("model_call_sigmas").f64_list();
-        let rho = self.sch.rho(t);
+        let sigma = st.at("model_call_sigmas").f64_list()[call];
+        let (rho, want_rho) = (self.sch.rho(t), rho_of(&self.case, sigma));
         assert!(
-            (rho - sigmas[call]).abs() <= 1e-13 * sigmas[call],
-            "{} {who} step {step} call {call}: ρ {rho} vs σ {}",
+            (rho - want_rho).abs() <= rho_tol(&*self.sch, t, want_rho),
+            "{} {who} step {step} call {call}: ρ {rho} vs {want_rho} (σ {sigma})",
             self.case.id(),
-            sigmas[call]
         );
         let want = &self.recorded_states(step)[call];
         let x = self.x_of(t, z);
@@ -242,6 +299,8 @@ impl Setup<'_> {
             .unwrap_or(id.len());
         let grid = if id.ends_with("_nozero") {
             " (no final 0)"
+        } else if is_const(&self.case) {
+            " (flow, CONST)"
         } else {
             ""
         };
@@ -263,8 +322,8 @@ fn comfy_sa_solver_on_the_reference() {
     let cases = g.cases();
     assert_eq!(
         cases.len(),
-        34,
-        "8 settings × 2 models × 2 grids + 2 cases without a final 0"
+        38,
+        "8 settings × 2 models × 2 grids, 2 cases without a final 0, 2 settings × 2 models as CONST"
     );
     let mut worst: std::collections::BTreeMap<String, f64> = Default::default();
     for case in cases {

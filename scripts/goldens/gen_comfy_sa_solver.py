@@ -14,7 +14,11 @@ float64 on the closed-form denoisers of tests/data/README.md (the Gaussian with 
 and the 2-D mixture), with ComfyUI's ``default_noise_sampler`` wrapped to record every
 draw in call order.
 
-The model sampling is ``EPS`` (k-diffusion's sigma and state x). Its ``percent_to_sigma``
+The model sampling is ``EPS`` (k-diffusion's sigma and state x), and for two settings
+also ``CONST`` (a flow model: sigma = t, the state z = (1 - t) x0 + t eps, the same denoisers
+seen on that path; its ``percent_to_sigma`` is ModelSamplingDiscreteFlow's at shift 3, and the
+loop moves its first sigma = 1 to ``percent_to_sigma(1e-4)``, recorded as
+``inputs.sigmas_used``). The EPS ``percent_to_sigma``
 (what SA-Solver's default tau interval asks for) behaves as ComfyUI's
 ``ModelSamplingDiscrete`` does for SD 1.x's schedule (scaled-linear betas 0.00085 ...
 0.012, 1000 steps, alphas_cumprod and sigmas in float32, log-sigma interpolated at the
@@ -91,7 +95,27 @@ class EPS:
 
 
 class CONST:
-    """Stand-in for comfy.model_sampling.CONST (only its type is tested; not used here)."""
+    """Stand-in for comfy.model_sampling.CONST (flow models: sigma = t, state z = (1 - t) x0 + t eps)
+    with the percent_to_sigma of ComfyUI's ModelSamplingDiscreteFlow at shift FLOW_SHIFT
+    (0 -> 1, 1 -> 0, else the shifted 1 - percent)."""
+
+    def percent_to_sigma(self, percent):
+        if percent <= 0.0:
+            return 1.0
+        if percent >= 1.0:
+            return 0.0
+        return flow_shift(1.0 - percent)
+
+
+FLOW_SHIFT = 3.0
+
+
+def flow_shift(t):
+    return FLOW_SHIFT * t / (1 + (FLOW_SHIFT - 1) * t)
+
+
+def common_append_zero(x):
+    return torch.cat([x, x.new_zeros([1])])
 
 
 def model_trange(n, disable=None, **_):
@@ -177,6 +201,8 @@ class ComfyModel:
 # end) sigmas given as get_tau_interval_func(start, end, eta))
 VARIANTS = [
     ("sa_solver", "sample_sa_solver", {}, (1.0, "default")),
+    ("sa_solver_const", "sample_sa_solver", {}, (1.0, "default")),
+    ("sa_solver_pece_const", "sample_sa_solver_pece", {}, (1.0, "default")),
     ("sa_solver_ode", "sample_sa_solver", {}, (0.0, "default")),
     ("sa_solver_p2c3", "sample_sa_solver", {"predictor_order": 2, "corrector_order": 3}, (1.0, "default")),
     ("sa_solver_p1c0", "sample_sa_solver", {"predictor_order": 1, "corrector_order": 0}, (1.0, "default")),
@@ -199,8 +225,9 @@ def main():
         sys.exit(__doc__)
     source_note = sys.argv[3] if len(sys.argv) == 4 else "checkouts of the commits named"
     C, SA, sampling_sha, sa_sha = load_comfy(sys.argv[1], sys.argv[2])
-    ms = EPS()
-    default_start, default_end = ms.percent_to_sigma(0.2), ms.percent_to_sigma(0.8)
+    eps_ms, const_ms = EPS(), CONST()
+    defaults = {"EPS": (eps_ms.percent_to_sigma(0.2), eps_ms.percent_to_sigma(0.8)),
+                "CONST": (const_ms.percent_to_sigma(0.2), const_ms.percent_to_sigma(0.8))}
     grids = {
         "karras15": (lambda: C.get_sigmas_karras(15, SIGMA_MIN, SIGMA_MAX, rho=7.0),
                      "ComfyUI get_sigmas_karras(15, 0.03, 14.6, rho=7) in float64 (default dtype float64)"),
@@ -209,6 +236,10 @@ def main():
         "karras10_nozero": (lambda: C.get_sigmas_karras(10, SIGMA_MIN, SIGMA_MAX, rho=7.0)[:-1],
                             "ComfyUI get_sigmas_karras(10, 0.03, 14.6, rho=7)[:-1] in float64: no final 0, so "
                             "no lower order at the end and the loop returns its last predicted state"),
+        "flow12": (lambda: common_append_zero(flow_shift(torch.linspace(1, 0, 13)[:-1])),
+                   "flow model (CONST) sigmas: shift-3 of linspace(1, 0, 13)[:-1], then a final 0 (ComfyUI's "
+                   "'simple' scheduler on ModelSamplingDiscreteFlow(shift=3) up to its 1000-entry table), float64; "
+                   "sigmas[0] = 1, which the sampler moves to percent_to_sigma(1e-4) (inputs.sigmas_used)"),
     }
     models = {
         "gauss": ([3, 7], {"kind": "kd_gauss", "formula": common.KD_GAUSS_FORMULA, "s": 0.5},
@@ -224,11 +255,21 @@ def main():
     cases = []
     seed = 3000
     for tag, fname, kwargs, (eta, interval) in VARIANTS:
-        grid_names = list(grids) if tag == "sa_solver" else ["karras15", "exp12"]
+        kind = "CONST" if tag.endswith("_const") else "EPS"
+        ms = const_ms if kind == "CONST" else eps_ms
+        default_start, default_end = defaults[kind]
+        grid_names = {"sa_solver": ["karras15", "exp12", "karras10_nozero"]}.get(
+            tag, ["flow12"] if kind == "CONST" else ["karras15", "exp12"])
         for grid in grid_names:
             for model_name in models:
                 seed += 10
                 shape, desc, fn = models[model_name]
+                if kind == "CONST":
+                    # the same data seen on the flow path: D(z, t) = D_kd(z/(1 - t), t/(1 - t))
+                    fn = (lambda f: lambda z, t: f(z / (1 - t.reshape([-1] + [1] * (z.ndim - 1))),
+                                                   t / (1 - t)))(fn)
+                    desc = {"kind": "flow", "formula": "D(z, t) = D_kd(z/(1 - t), t/(1 - t)) with D_kd the "
+                            "k-diffusion denoiser below (z = (1 - t) x0 + t eps)", "kd": desc}
                 sigmas = grids[grid][0]()
                 g = torch.Generator().manual_seed(seed)
                 x_T = torch.randn(shape, generator=g, dtype=torch.float64) * sigmas[0]
@@ -294,12 +335,17 @@ def main():
                     "dtype_note": "torch.set_default_dtype(float64): sigmas, state, model and the b coefficients "
                                   "in float64.",
                     "model": desc,
-                    "model_sampling": "EPS (sigma is k-diffusion's sigma, lambda = -log sigma, alpha_t = "
-                                      "sigma * exp(lambda) = 1 up to rounding); percent_to_sigma as "
-                                      "ComfyUI's ModelSamplingDiscrete for SD 1.x",
+                    "model_sampling": kind,
+                    "model_sampling_note": (
+                        "EPS (sigma is k-diffusion's sigma, lambda = -log sigma, alpha_t = sigma * exp(lambda) = 1 "
+                        "up to rounding); percent_to_sigma as ComfyUI's ModelSamplingDiscrete for SD 1.x"
+                        if kind == "EPS" else
+                        "CONST (flow: sigma = t, the state is z itself, lambda = -logit(sigma), alpha_t = 1 - t); "
+                        f"percent_to_sigma as ComfyUI's ModelSamplingDiscreteFlow(shift={FLOW_SHIFT})"),
                     "inputs": {"x_T": arr(x_T), "x_T_note": f"randn(shape, generator seed {seed}) * sigmas[0]",
                                "sigmas": arr(sigmas), "sigmas_note": grids[grid][1], "noise_seed": noise_seed,
-                               "noise_calls_sigma_pairs": noise.pairs},
+                               "noise_calls_sigma_pairs": noise.pairs,
+                               "sigmas_used": arr(C.offset_first_sigma_for_snr(sigmas, ms))},
                     "steps": steps,
                     "outputs": {"final_sample": arr(final)},
                     "n_model_calls": len(calls),
@@ -317,7 +363,8 @@ def main():
         f"ComfyUI ({COMFY_REPO}) SA-Solver sampling loops (float64): comfy/k_diffusion/sampling.py at "
         f"{SAMPLING_COMMIT} (sample_sa_solver, sample_sa_solver_pece) with comfy/k_diffusion/sa_solver.py at "
         f"{SA_SOLVER_COMMIT}, on k-diffusion's closed-form Gaussian and 2-D mixture denoisers, karras-15 and "
-        "exponential-12 grids (defaults also on karras-10 without the final 0), EPS model sampling: "
+        "exponential-12 grids (defaults also on karras-10 without the final 0), EPS model sampling; the defaults "
+        "and PECE also as a flow model (CONST model sampling, shift-3 flow sigmas from 1): "
         + ", ".join(v[0] for v in VARIANTS) + "."
     )
     vers = {
@@ -332,7 +379,7 @@ def main():
         "files_source": source_note,
         "comfy_function_source_sha256": fn_sha,
         "comfy_sa_solver_function_source_sha256": sa_fn_sha,
-        "percent_to_sigma": {"0.2": default_start, "0.8": default_end},
+        "percent_to_sigma": {k: {"0.2": v[0], "0.8": v[1]} for k, v in defaults.items()},
     }
     doc = {"what": what, "versions": vers, "generator": "scripts/goldens/gen_comfy_sa_solver.py",
            "array_encoding": common.ARRAY_ENCODING, "n_cases": len(cases), "cases": cases}

@@ -65,10 +65,13 @@
 //! corrects its last step too (order 1) and returns the second evaluation.
 //!
 //! ComfyUI runs the same loop in a flow model's coordinates (`CONST`:
-//! `x = z`, `λ = log((1 − σ)/σ)`); the exponential integrator in `λ` is the
-//! same map in either coordinates, so for a flow model this sampler is that
-//! loop up to rounding (ComfyUI moves a first `σ ≥ 1` to
-//! `percent_to_sigma(1e-4)`; here a grid starting at `α = 0` is an error).
+//! `x = z`, `σ = t`, `λ = log((1 − σ)/σ)`, `α_t = 1 − σ`); the exponential
+//! integrator in `λ` is the same map in either coordinates, so on a flow
+//! model this sampler is that loop too, given ComfyUI's σ list as
+//! `ρ = σ/(1 − σ)` and its τ interval converted the same way (checked on
+//! the `CONST` goldens). ComfyUI moves a first `σ = 1` (`α = 0`) to
+//! `percent_to_sigma(1e-4)`; here a grid starting at `α = 0` is an error, so
+//! start it at that `σ`.
 //!
 //! The `b` are host f64 math ([`sa_solver_coeffs`], [`sa_solver_simple_coeffs`]);
 //! ComfyUI evaluates the same integrals with absolute `λ` powers, these with
@@ -100,7 +103,10 @@ pub const SA_SOLVER_MAX_CORRECTOR_ORDER: usize = HISTORY_SLOTS + 1;
 /// ComfyUI's default (`tau_func=None`) is `η = 1` on
 /// `[percent_to_sigma(0.8), percent_to_sigma(0.2)]` of the model's sampling;
 /// for SD 1.x's discrete schedule those are `ρ ≈ 0.5712 … 5.0924`
-/// (`tests/data/comfy_sa_solver.json` records the exact values).
+/// (`tests/data/comfy_sa_solver.json` records the exact values). For a flow
+/// model (ComfyUI's `CONST`) ComfyUI compares its `σ = t`: pass
+/// `ρ = σ/(1 − σ)` of its bounds (shift 3: `σ = 0.9231 … 0.4286`,
+/// `ρ = 12 … 0.75`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SaTau {
     /// `η ≥ 0`, finite.
