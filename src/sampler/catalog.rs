@@ -435,7 +435,7 @@ pub const CATALOG: &[Entry] = &[
         ],
     ),
     sampler(
-        "SaSolver (SaSolverOptions: predictor 1–5, corrector 0–6, SaTau interval / η, s_noise, use_pece, simple_order_2)",
+        "SaSolver (predictor 1–5, corrector 0–6, SaTau η on a ρ interval, s_noise, PECE, simple order 2)",
         None,
         Some("sa_solver, sa_solver_pece"),
         None,
