@@ -31,7 +31,8 @@ use crate::sampler::{
     DpmSolverSinglestep, DpmSolverSinglestepOptions, DpmppCfgPp2M, DpmppOptions, ErSde, EulerCfgPp,
     EulerMaruyama, FlowEuler, FlowHeun, Guided, Heun, HeunPP2, Ipndm, IpndmOptions, Lcm,
     LcmOptions, Lms, PfOdeEuler, PlanStage, Pndm, PndmOptions, PredictorCorrector, ResMultistep,
-    Sampler, SolverType, Steps, Tcd, TcdOptions, UniPc, UniPcOptions, UniPcSolver,
+    SaSolver, SaSolverOptions, SaTau, Sampler, SolverType, Steps, Tcd, TcdOptions, UniPc,
+    UniPcOptions, UniPcSolver,
 };
 use crate::schedule::{Flow, VpCosine};
 use crate::tensor::{DType, Shape, Tensor};
@@ -195,7 +196,25 @@ pub fn sampler_cases() -> Result<Vec<SamplerCase>> {
             "dpm++2m-cfg++",
             Box::new(DpmppCfgPp2M::new(s, e, g.clone(), 1.5)?),
         ),
-        case("er-sde", Box::new(ErSde::new(s, e, g, 3, 1.0)?)),
+        case("er-sde", Box::new(ErSde::new(s, e, g.clone(), 3, 1.0)?)),
+        case(
+            "sa-solver",
+            Box::new(SaSolver::new(
+                s,
+                e,
+                g.clone(),
+                SaSolverOptions::comfy(SaTau::everywhere(1.0)),
+            )?),
+        ),
+        case(
+            "sa-solver-pece",
+            Box::new(SaSolver::new(
+                s,
+                e,
+                g,
+                SaSolverOptions::comfy_pece(SaTau::everywhere(1.0)),
+            )?),
+        ),
     ])
 }
 
