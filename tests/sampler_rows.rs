@@ -127,6 +127,30 @@ fn bound(c: &StepCoeffs, inputs: &[f64; gaussflow::rows::STEP_INPUTS], xi: f64) 
     coef(c) * (inputs.iter().map(|v| v.abs()).sum::<f64>() + xi.abs())
 }
 
+/// The rounding DPM-Solver++(2M)'s history ratio `r = h_prev/h` carries
+/// into its coefficients, in units of [`TOL`]·`coef`: `r` is formed from
+/// differences of log-SNRs, each rounded at the scale of `|λ|`, so its
+/// relative error is up to `~2ε (|λ_t| + |λ_prev|)/|λ_t − λ_prev|` — large
+/// when the previous step is short (e.g. `t_prev − t = 3e-7` near `t = 1`),
+/// and it enters both sides' `1/(2r)` differently. Four times that, over the
+/// inputs.
+fn dpmpp_ratio_condition(
+    sch: &dyn Schedule,
+    t: f64,
+    prev: Option<f64>,
+    inputs: &[f64; gaussflow::rows::STEP_INPUTS],
+    xi: f64,
+) -> f64 {
+    let Some(tp) = prev else { return 0.0 };
+    let (lt, lp) = (sch.log_snr(t), sch.log_snr(tp));
+    let cond = (lt.abs() + lp.abs()) / (lt - lp).abs();
+    if !cond.is_finite() {
+        return 0.0;
+    }
+    let sum: f64 = inputs.iter().map(|v| v.abs()).sum::<f64>() + xi.abs();
+    4.0 * 2.0 * f64::EPSILON * cond * sum / TOL
+}
+
 /// One evaluation of a family: the row, and the reference's
 /// `(output, x̂ written by the row)` on the same inputs.
 struct Case {
@@ -248,7 +272,7 @@ fn check(sch: &dyn Schedule, pred: Prediction, fam: Family, t: f64, s: f64, c: &
                 wrap(dpmpp_2m_row(sch, pred, t, s, prev)),
                 r.map(|v| v.0[0]),
                 xh,
-                0.0,
+                dpmpp_ratio_condition(sch, t, prev, &inputs, c.xi),
             )
         }
         Family::Heun => {
