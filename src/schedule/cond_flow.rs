@@ -29,6 +29,28 @@
 use super::Schedule;
 use crate::error::{Error, Result};
 
+/// Checks a log-SNR to invert against `[−∞, hi]` (`hi = λ(0)`); `true` when
+/// it is `λ(0)` itself (time 0, where the closed forms below would divide
+/// `∞` by `∞` for `σ = 0`).
+fn at_most<S: Schedule>(schedule: &S, lambda: f64, hi: f64) -> Result<bool> {
+    if lambda.is_nan() {
+        return Err(Error::NonFinite {
+            what: format!("log-SNR to invert for {}", schedule.name()),
+            value: lambda,
+        });
+    }
+    if lambda > hi {
+        return Err(Error::invalid(
+            "log-SNR",
+            format!(
+                "{lambda} is outside the range [-inf, {hi}] of {}",
+                schedule.name()
+            ),
+        ));
+    }
+    Ok(lambda == hi)
+}
+
 /// `α = 1 − t`, `σ = √(t² + σ_c²)`: torchcfm's `ConditionalFlowMatcher(σ_c)`
 /// in one noise (module docs). `σ_c = 0` is [`Flow`](super::Flow).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -82,22 +104,7 @@ impl Schedule for CondFlow {
     /// conjugate form: no cancellation). `λ ∈ [−∞, −2 ln σ_c]`.
     fn t_from_log_snr(&self, lambda: f64) -> Result<f64> {
         let hi = -2.0 * self.sigma_c.ln();
-        if lambda.is_nan() {
-            return Err(Error::NonFinite {
-                what: format!("log-SNR to invert for {}", self.name()),
-                value: lambda,
-            });
-        }
-        if lambda > hi {
-            return Err(Error::invalid(
-                "log-SNR",
-                format!(
-                    "{lambda} is outside the range [-inf, {hi}] of {}",
-                    self.name()
-                ),
-            ));
-        }
-        if lambda == hi {
+        if at_most(self, lambda, hi)? {
             return Ok(0.0);
         }
         let r = (0.5 * lambda).exp();
@@ -158,22 +165,7 @@ impl Schedule for FlowSigmaMin {
     /// `t = (1 − r σ_min)/(1 + r (1 − σ_min))`, `λ ∈ [−∞, −2 ln σ_min]`.
     fn t_from_log_snr(&self, lambda: f64) -> Result<f64> {
         let hi = -2.0 * self.sigma_min.ln();
-        if lambda.is_nan() {
-            return Err(Error::NonFinite {
-                what: format!("log-SNR to invert for {}", self.name()),
-                value: lambda,
-            });
-        }
-        if lambda > hi {
-            return Err(Error::invalid(
-                "log-SNR",
-                format!(
-                    "{lambda} is outside the range [-inf, {hi}] of {}",
-                    self.name()
-                ),
-            ));
-        }
-        if lambda == hi {
+        if at_most(self, lambda, hi)? {
             return Ok(0.0);
         }
         let r = (0.5 * lambda).exp();

@@ -461,20 +461,23 @@ pub const NOISY_SPREAD: f64 = 0.25;
 /// A warning naming the rows whose copy ceiling moved by more than
 /// [`NOISY_SPREAD`] while they ran, or `None` if every row was steady.
 pub fn noise_warning(rows: &[BenchRow]) -> Option<String> {
+    spread_warning(rows.iter().map(|r| {
+        (
+            format!("{} {} {}", r.op.name(), r.dtype.name(), row_shape_name(r)),
+            r.copy_spread,
+        )
+    }))
+}
+
+/// The warning of [`noise_warning`] over `(row label, copy spread)` pairs.
+pub(crate) fn spread_warning(rows: impl Iterator<Item = (String, f64)>) -> Option<String> {
+    let rows: Vec<(String, f64)> = rows.collect();
     let noisy: Vec<String> = rows
         .iter()
-        .filter(|r| r.copy_spread > NOISY_SPREAD)
-        .map(|r| {
-            format!(
-                "{} {} {} ({:.0}%)",
-                r.op.name(),
-                r.dtype.name(),
-                row_shape_name(r),
-                100.0 * r.copy_spread
-            )
-        })
+        .filter(|(_, spread)| *spread > NOISY_SPREAD)
+        .map(|(label, spread)| format!("{label} ({:.0}%)", 100.0 * spread))
         .collect();
-    let worst = rows.iter().map(|r| r.copy_spread).fold(0.0f64, f64::max);
+    let worst = rows.iter().map(|r| r.1).fold(0.0f64, f64::max);
     (!noisy.is_empty()).then(|| {
         format!(
             "WARNING: the machine was noisy: the copy ceiling moved by up to {:.0}% between the copies \

@@ -722,26 +722,11 @@ launch on the same backend.";
 /// A warning naming the rows whose copy ceiling moved by more than
 /// [`super::NOISY_SPREAD`] while they ran, or `None`.
 pub fn noise_warning(rows: &[SamplerRow]) -> Option<String> {
-    let noisy: Vec<String> = rows
-        .iter()
-        .filter(|r| r.copy_spread > super::NOISY_SPREAD)
-        .map(|r| {
-            format!(
-                "{} {} ({:.0}%)",
-                r.sampler,
-                r.dtype.name(),
-                100.0 * r.copy_spread
-            )
-        })
-        .collect();
-    (!noisy.is_empty()).then(|| {
-        format!(
-            "WARNING: the machine was noisy: the copy ceiling moved by more than {:.0}% around {} of {} \
-             rows ({}); ratios there are not to be trusted — rerun on an idle machine",
-            100.0 * super::NOISY_SPREAD,
-            noisy.len(),
-            rows.len(),
-            noisy.join(", ")
+    super::spread_warning(rows.iter().map(|r| {
+        let shape = super::shape_name(Shape::new(r.shape[0], r.shape[1]));
+        (
+            format!("{} {} {shape}", r.sampler, r.dtype.name()),
+            r.copy_spread,
         )
-    })
+    }))
 }
