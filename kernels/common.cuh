@@ -41,8 +41,9 @@ struct gf_loss_row {
 };
 
 // Where ξ comes from: a [B, D] buffer of the storage type (buf != 0), else
-// Philox keyed by (key, sample id, stream, domain) when enabled != 0, else
-// no noise at all (ξ = 0).
+// Philox keyed by (key, sample id, stream, domain) when enabled != 0 —
+// plain normals, or Brownian-tree increments when bm[0] (the tree depth) is
+// not 0 — else no noise at all (ξ = 0).
 struct gf_noise_src {
     const void* buf;
     const unsigned* ids;  // [B] explicit sample ids, or 0: id = id_offset + b
@@ -50,6 +51,9 @@ struct gf_noise_src {
     unsigned key_lo, key_hi;
     unsigned stream, domain;
     unsigned enabled;
+    // Brownian increment: depth, leaf of lo, leaf of hi, then the f32 bits
+    // of f_hi, 1 - f_lo, f_hi - f_lo, scale, 0 (src/rng/brownian.rs).
+    unsigned bm[8];
 };
 
 // Rows: rows[b * row_stride] when rows != 0 (stride 0 = one shared row),
@@ -361,13 +365,108 @@ __device__ __forceinline__ unsigned gf_sample_id(const gf_noise_src& n, gf_u64 b
     return n.ids ? n.ids[b] : n.id_offset + (unsigned)b;
 }
 
+// Brownian-tree increments of Philox block `block` of sample `id`: the walk
+// of src/rng/brownian.rs with the same f32 operations in the same order
+// (node n's normals are stream n; bridge scale √(2^-j)/2 a power of two,
+// times f32 √½ for odd j). Loops stay rolled: the depth is a launch value.
+__device__ __forceinline__ void gf_bm_z(const gf_noise_src& n, unsigned id, unsigned block,
+                                        unsigned node, float* z) {
+    gf_box_muller(gf_philox(make_uint4(block, id, node, n.domain), n.key_lo, n.key_hi), z);
+}
+
+__device__ __forceinline__ float gf_bm_bridge(unsigned j) {
+    const float p = __uint_as_float((127u - (j / 2u + 1u)) << 23);
+    return (j & 1u) ? p * GF_F32(0x3f3504f3) : p;
+}
+
+// (left, right) = fma(±s, z_node, 0.5·d), the halves of node's increment d.
+__device__ __forceinline__ void gf_bm_split(const gf_noise_src& n, unsigned id, unsigned block,
+                                            unsigned j, unsigned node, const float* d, float* l,
+                                            float* r) {
+    float z[4];
+    gf_bm_z(n, id, block, node, z);
+    const float s = gf_bm_bridge(j);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const float half = 0.5f * d[i];
+        l[i] = fmaf(s, z[i], half);
+        r[i] = fmaf(-s, z[i], half);
+    }
+}
+
+__device__ __forceinline__ void gf_brownian4(const gf_noise_src& n, unsigned id, unsigned block,
+                                             float* xi) {
+    const unsigned depth = n.bm[0], lo = n.bm[1], hi = n.bm[2];
+    const float f_hi = __uint_as_float(n.bm[3]), g_lo = __uint_as_float(n.bm[4]);
+    const float df = __uint_as_float(n.bm[5]), scale = __uint_as_float(n.bm[6]);
+    float d[4], l[4], r[4];
+    gf_bm_z(n, id, block, 0u, d);
+    unsigned node = 1u;
+#pragma unroll 1
+    for (unsigned k = 1u; k <= depth; ++k) {
+        const unsigned sh = depth - k;
+        const unsigned bl = (lo >> sh) & 1u, bh = (hi >> sh) & 1u;
+        gf_bm_split(n, id, block, k - 1u, node, d, l, r);
+        if (bl == bh) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) d[i] = bh ? r[i] : l[i];
+            node = 2u * node + bh;
+            continue;
+        }
+        float above[4], da[4], below[4], db[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            above[i] = 0.0f;
+            da[i] = r[i];
+            below[i] = 0.0f;
+            db[i] = l[i];
+        }
+        unsigned na = 2u * node + 1u, nb = 2u * node;
+#pragma unroll 1
+        for (unsigned j = k + 1u; j <= depth; ++j) {
+            const unsigned sj = depth - j;
+            gf_bm_split(n, id, block, j - 1u, na, da, l, r);
+            const bool ha = (hi >> sj) & 1u;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                if (ha) above[i] = above[i] + l[i];
+                da[i] = ha ? r[i] : l[i];
+            }
+            na = 2u * na + (ha ? 1u : 0u);
+            gf_bm_split(n, id, block, j - 1u, nb, db, l, r);
+            const bool hb = (lo >> sj) & 1u;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                if (!hb) below[i] = below[i] + r[i];
+                db[i] = hb ? r[i] : l[i];
+            }
+            nb = 2u * nb + (hb ? 1u : 0u);
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            above[i] = fmaf(f_hi, da[i], above[i]);
+            below[i] = fmaf(g_lo, db[i], below[i]);
+            xi[i] = scale * (below[i] + above[i]);
+        }
+        return;
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) xi[i] = scale * (df * d[i]);
+}
+
 // ξ for the unit at element e0 (a multiple of 4) of the sample with id `id`:
 // element i uses Philox block i / 4, lane i % 4, so the unit is VEC / 4 blocks.
-template <class S, bool ALIGNED>
+// TREE: the kernel may take Brownian-tree noise (the step only; the host
+// refuses it elsewhere, and the other kernels stay free of its registers).
+template <class S, bool ALIGNED, bool TREE = false>
 __device__ __forceinline__ void gf_noise_unit(const gf_noise_src& n, unsigned id, gf_u64 row,
                                               gf_u64 e0, gf_u64 dim, float (&xi)[S::VEC]) {
     if (n.buf) {
         gf_load<S, ALIGNED>(n.buf, row, e0, dim, xi);
+    } else if (TREE && n.bm[0]) {
+        const unsigned block = (unsigned)(e0 >> 2);
+#pragma unroll
+        for (int q = 0; q < S::VEC / 4; ++q) gf_brownian4(n, id, block + q, &xi[4 * q]);
     } else {
         const unsigned block = (unsigned)(e0 >> 2);
 #pragma unroll

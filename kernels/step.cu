@@ -14,7 +14,9 @@
 
 #include "common.cuh"
 
-template <class S, bool ALIGNED>
+// TREE: ξ may be Brownian-tree increments (gf_step_tree_*: its own entry
+// points, so the plain steps keep their registers).
+template <class S, bool ALIGNED, bool TREE>
 __device__ __forceinline__ void gf_step(const gf_step_args& a) {
     enum { VEC = S::VEC };
     const gf_u64 units = (a.dim + VEC - 1) / VEC;
@@ -49,7 +51,7 @@ __device__ __forceinline__ void gf_step(const gf_step_args& a) {
                 }
                 first = false;
             }
-            if (noisy) gf_noise_unit<S, ALIGNED>(a.noise, id, row, e0, a.dim, v);
+            if (noisy) gf_noise_unit<S, ALIGNED, TREE>(a.noise, id, row, e0, a.dim, v);
 #pragma unroll
             for (int i = 0; i < VEC; ++i) {
                 // f32::clamp: NaN passes through, unlike fminf/fmaxf.
@@ -69,10 +71,18 @@ __device__ __forceinline__ void gf_step(const gf_step_args& a) {
 
 #define GF_STEP(NAME, S)                                                                       \
     extern "C" __global__ void __launch_bounds__(GF_THREADS) gf_step_##NAME##_v(const gf_step_args a) { \
-        gf_step<S, true>(a);                                                                  \
+        gf_step<S, true, false>(a);                                                           \
     }                                                                                         \
     extern "C" __global__ void __launch_bounds__(GF_THREADS) gf_step_##NAME##_s(const gf_step_args a) { \
-        gf_step<S, false>(a);                                                                 \
+        gf_step<S, false, false>(a);                                                          \
+    }                                                                                         \
+    extern "C" __global__ void __launch_bounds__(GF_THREADS)                                  \
+        gf_step_tree_##NAME##_v(const gf_step_args a) {                                       \
+        gf_step<S, true, true>(a);                                                            \
+    }                                                                                         \
+    extern "C" __global__ void __launch_bounds__(GF_THREADS)                                  \
+        gf_step_tree_##NAME##_s(const gf_step_args a) {                                       \
+        gf_step<S, false, true>(a);                                                           \
     }
 
 GF_STEP(f32, gf_f32)

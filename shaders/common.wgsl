@@ -2,7 +2,8 @@
 //
 // Assembled by src/backend/wgpu/template.rs, which keeps the lines between
 // `//#if FLAG` … `//#else` … `//#endif` according to the variant's flags:
-// F32 / F16 / BF16 (storage type), PHILOX (in-kernel noise), IDS (explicit
+// F32 / F16 / BF16 (storage type), PHILOX (in-kernel noise), BROWNIAN (with
+// PHILOX: Brownian-tree increments instead of plain normals), IDS (explicit
 // sample ids), NOISE_BUF (noise read from a tensor) and each op's own.
 //
 // Layout of a launch. The kernels see a window of the flattened [B, D]
@@ -33,6 +34,9 @@ struct Params {
     item_blk: u32,
     nblk: u32,
     pad: u32,
+    // Brownian-tree increment (BROWNIAN): depth, leaf of lo, leaf of hi,
+    // then the f32 bits of f_hi, 1 − f_lo, f_hi − f_lo, scale, 0.
+    bm: array<vec4<u32>, 2>,
     off: array<vec4<u32>, 3>,
 }
 
@@ -221,14 +225,100 @@ fn noise_cache() -> NoiseCache {
     return NoiseCache(0xffffffffu, 0xffffffffu, vec4<f32>(0.0));
 }
 
+//#if BROWNIAN
+// Brownian-tree increments (src/rng/brownian.rs, the same f32 operations in
+// the same order): the four elements of Philox block blk of sample id, one
+// walk down the tree with vec4 values; node n's normals are stream n.
+fn bm_z(id: u32, blk: u32, node: u32) -> vec4<f32> {
+    return box_muller(philox4x32_10(vec4<u32>(blk, id, node, P.domain), P.key));
+}
+
+// √(2^-j)/2: a power of two, times f32 √½ for odd j (exact products).
+fn bm_bridge(j: u32) -> f32 {
+    let p = bitcast<f32>((127u - (j / 2u + 1u)) << 23u);
+    return select(p, p * bitcast<f32>(0x3f3504f3u), (j & 1u) == 1u);
+}
+
+struct Halves {
+    l: vec4<f32>,
+    r: vec4<f32>,
+}
+
+// The halves fma(±s, z_n, 0.5·d) of the increment d of node n at level j.
+fn bm_split(id: u32, blk: u32, j: u32, n: u32, d: vec4<f32>) -> Halves {
+    let s = bm_bridge(j);
+    let z = bm_z(id, blk, n);
+    let half = 0.5 * d;
+    return Halves(fma(vec4<f32>(s), z, half), fma(vec4<f32>(-s), z, half));
+}
+
+fn brownian4(id: u32, blk: u32) -> vec4<f32> {
+    let depth = P.bm[0].x;
+    let lo = P.bm[0].y;
+    let hi = P.bm[0].z;
+    let f_hi = bitcast<f32>(P.bm[0].w);
+    let g_lo = bitcast<f32>(P.bm[1].x);
+    let df = bitcast<f32>(P.bm[1].y);
+    let scale = bitcast<f32>(P.bm[1].z);
+    var d = bm_z(id, blk, 0u);
+    var n = 1u;
+    for (var k = 1u; k <= depth; k = k + 1u) {
+        let sh = depth - k;
+        let bl = (lo >> sh) & 1u;
+        let bh = (hi >> sh) & 1u;
+        let h = bm_split(id, blk, k - 1u, n, d);
+        if (bl == bh) {
+            d = select(h.l, h.r, bh == 1u);
+            n = 2u * n + bh;
+            continue;
+        }
+        var above = vec4<f32>(0.0);
+        var da = h.r;
+        var na = 2u * n + 1u;
+        var below = vec4<f32>(0.0);
+        var db = h.l;
+        var nb = 2u * n;
+        for (var j = k + 1u; j <= depth; j = j + 1u) {
+            let sj = depth - j;
+            let a = bm_split(id, blk, j - 1u, na, da);
+            if (((hi >> sj) & 1u) == 1u) {
+                above = above + a.l;
+                da = a.r;
+                na = 2u * na + 1u;
+            } else {
+                da = a.l;
+                na = 2u * na;
+            }
+            let c = bm_split(id, blk, j - 1u, nb, db);
+            if (((lo >> sj) & 1u) == 1u) {
+                db = c.r;
+                nb = 2u * nb + 1u;
+            } else {
+                below = below + c.r;
+                db = c.l;
+                nb = 2u * nb;
+            }
+        }
+        above = fma(vec4<f32>(f_hi), da, above);
+        below = fma(vec4<f32>(g_lo), db, below);
+        return scale * (below + above);
+    }
+    return scale * (df * d);
+}
+//#endif
+
 //#if PHILOX
 fn philox_normal(cache: ptr<function, NoiseCache>, b: u32, e: u32) -> f32 {
     let blk = e >> 2u;
     if ((*cache).b != b || (*cache).blk != blk) {
+//#if BROWNIAN
+        (*cache).v = brownian4(sample_id(b), blk);
+//#else
         let bits = philox4x32_10(vec4<u32>(blk, sample_id(b), P.stream, P.domain), P.key);
+        (*cache).v = box_muller(bits);
+//#endif
         (*cache).b = b;
         (*cache).blk = blk;
-        (*cache).v = box_muller(bits);
     }
     return (*cache).v[e & 3u];
 }

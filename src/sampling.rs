@@ -25,7 +25,14 @@
 //!   stage that draws noise ([`NoiseCall`]), e.g. noise recorded from
 //!   diffusers (`variance_noise`) or k-diffusion (`noise_sampler`), which are
 //!   likewise asked only for steps that add noise. The kernel then reads that
-//!   buffer instead of generating.
+//!   buffer instead of generating;
+//! * [`RunNoise::Brownian`]: sampler-step noise is the increment of one
+//!   Brownian path per (seed, sample id, element) over each stage's interval
+//!   ([`PlanStage::noise_interval`](crate::sampler::PlanStage::noise_interval)),
+//!   generated in the kernel from a [`BrownianTree`] (docs/DESIGN.md §6.1):
+//!   a run of 20 steps and one of 40 see the same path, what k-diffusion's
+//!   `BrownianTreeNoiseSampler` gives on the host. Langevin corrector
+//!   stages keep Philox noise under the tree's seed.
 //!
 //! [`Driver::run`] owns the loop and calls a closure; [`Driver::start`]
 //! hands the loop to the caller instead, one stage at a time ([`Run`], the
@@ -68,7 +75,7 @@ pub use run::Run;
 
 use crate::backend::{Engine, Noise, RowTable, SampleIds, StepOp};
 use crate::error::{Error, Result};
-use crate::rng::{Domain, NoiseKey};
+use crate::rng::{BrownianTree, Domain, NoiseKey};
 use crate::rows::StepRow;
 use crate::sampler::{Plan, PlanStage, Sampler};
 use crate::tensor::{DType, HostSlice, HostSliceMut, Shape, Tensor, View, ViewMut};
@@ -243,6 +250,17 @@ pub enum RunNoise<'a> {
     /// order, after that stage's model call; the kernel reads the filled
     /// tensor. An error it returns ends the run unchanged.
     Supplied(&'a mut dyn FnMut(NoiseCall<'_>) -> Result<()>),
+    /// Brownian-tree increments in the kernel (module docs): stage `i`'s
+    /// sampler-step noise is `(W(to) − W(from))/√|to − from|` over its
+    /// [`noise_interval`](crate::sampler::PlanStage::noise_interval); a
+    /// stage without one (per-sample times that differ) is an error, a
+    /// Langevin stage draws Philox `(tree seed, stream i, LANGEVIN)`.
+    Brownian {
+        /// The tree (its seed and depth).
+        tree: BrownianTree,
+        /// The sample id of each batch slot.
+        ids: SampleIds<'a>,
+    },
 }
 
 impl std::fmt::Debug for RunNoise<'_> {
@@ -254,6 +272,11 @@ impl std::fmt::Debug for RunNoise<'_> {
                 .field("ids", ids)
                 .finish(),
             RunNoise::Supplied(_) => f.write_str("Supplied(..)"),
+            RunNoise::Brownian { tree, ids } => f
+                .debug_struct("Brownian")
+                .field("tree", tree)
+                .field("ids", ids)
+                .finish(),
         }
     }
 }

@@ -148,16 +148,26 @@ fn step_results(
     batches: &[Batch],
     dtype: DType,
 ) -> Vec<Vec<u32>> {
+    step_results_with(runner, pop, batches, dtype, |ids| HostNoise::Philox {
+        key: KEY.with_stream(3),
+        ids,
+    })
+}
+
+fn step_results_with(
+    runner: &dyn KernelRunner,
+    pop: &Population,
+    batches: &[Batch],
+    dtype: DType,
+    noise_of: impl Fn(HostIds) -> HostNoise,
+) -> Vec<Vec<u32>> {
     let mut all = vec![vec![]; POPULATION];
     for b in batches {
         let shape = Shape::new(b.members.len(), pop.dim);
         let z = pop.gather(&pop.x, &b.members, dtype);
         let m = pop.gather(&pop.model, &b.members, dtype);
         let rows: Vec<StepRow> = b.members.iter().map(|&i| pop.step_rows[i]).collect();
-        let noise = HostNoise::Philox {
-            key: KEY.with_stream(3),
-            ids: b.ids.clone(),
-        };
+        let noise = noise_of(b.ids.clone());
         let mut out = HostTensor::nan(shape, dtype).unwrap();
         runner
             .step(
@@ -266,6 +276,25 @@ fn a_noisy_step_depends_on_the_sample_id_not_the_batch(engine: &gaussflow::Engin
             assert!(
                 got == whole,
                 "{dtype} D={}: batching {k} changed the step",
+                pop.dim
+            );
+        }
+    });
+}
+
+#[test(engines)]
+fn a_brownian_step_depends_on_the_sample_id_not_the_batch(engine: &gaussflow::Engine) {
+    let interval = gaussflow::rng::BrownianTree::new(KEY.seed, 17)
+        .and_then(|t| t.interval(0.83, 0.41))
+        .unwrap();
+    let noise = |ids| HostNoise::Brownian { interval, ids };
+    for_each_config(engine, |runner, pop, dtype| {
+        let whole = step_results_with(runner, pop, &[Batch::offset(0, POPULATION)], dtype, noise);
+        for (k, split) in batches().iter().enumerate() {
+            let got = step_results_with(runner, pop, split, dtype, noise);
+            assert!(
+                got == whole,
+                "{dtype} D={}: batching {k} changed the Brownian step",
                 pop.dim
             );
         }

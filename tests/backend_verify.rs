@@ -30,8 +30,8 @@ fn assert_all_pass(name: &str, rows: &[CheckRow], allow_skip: bool) {
 fn full_matrix_passes_on_every_runner(engine: &gaussflow::Engine) {
     common::on_engine(engine, |p| {
         let rows = verify::run_matrix(p.runner, &Matrix::default());
-        // Every variant × dtype × size has a row; the CPU checks all 31
-        // outputs of the 23 variants for each of 3 dtypes × 4 sizes.
+        // Every variant × dtype × size has a row; the CPU checks all 33
+        // outputs of the 25 variants for each of 3 dtypes × 4 sizes.
         for v in verify::Variant::ALL {
             for d in DType::ALL {
                 for s in verify::DEFAULT_SIZES {
@@ -45,7 +45,7 @@ fn full_matrix_passes_on_every_runner(engine: &gaussflow::Engine) {
             }
         }
         if p.name == "cpu" {
-            assert_eq!(rows.len(), 31 * 3 * 4);
+            assert_eq!(rows.len(), 33 * 3 * 4);
         }
         if std::env::var_os("GAUSSFLOW_PRINT_VERIFY").is_some() {
             println!("{}", verify::format_table(&rows));
@@ -153,15 +153,20 @@ impl Faulty {
     }
 
     fn shift_ids(&self, n: &HostNoise) -> HostNoise {
+        let next = |ids: &verify::HostIds| match ids {
+            verify::HostIds::Offset(o) => verify::HostIds::Offset(o.wrapping_add(1)),
+            verify::HostIds::Explicit(v) => {
+                verify::HostIds::Explicit(v.iter().map(|i| i.wrapping_add(1)).collect())
+            }
+        };
         match (self.fault, n) {
             (Fault::WrongSampleId, HostNoise::Philox { key, ids }) => HostNoise::Philox {
                 key: *key,
-                ids: match ids {
-                    verify::HostIds::Offset(o) => verify::HostIds::Offset(o.wrapping_add(1)),
-                    verify::HostIds::Explicit(v) => {
-                        verify::HostIds::Explicit(v.iter().map(|i| i.wrapping_add(1)).collect())
-                    }
-                },
+                ids: next(ids),
+            },
+            (Fault::WrongSampleId, HostNoise::Brownian { interval, ids }) => HostNoise::Brownian {
+                interval: *interval,
+                ids: next(ids),
             },
             _ => n.clone(),
         }
@@ -376,6 +381,7 @@ fn noise_of_the_wrong_sample_fails_every_philox_variant() {
     let rows = verify::run_matrix(&runner, &small());
     for r in &rows {
         let philox = (r.variant.contains("philox")
+            || r.variant.starts_with("brownian")
             || r.variant == "shared-row"
             || r.variant.starts_with("row-table")
             || r.variant.starts_with("rebuild"))

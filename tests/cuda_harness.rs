@@ -167,6 +167,12 @@ fn xi_all(noise: &HostNoise, shape: Shape) -> Vec<f64> {
                 })
                 .collect()
         }
+        HostNoise::Brownian { interval, ids } => (0..shape.batch)
+            .flat_map(|b| {
+                let id = sample_id(ids, b);
+                (0..shape.dim).map(move |e| interval.xi(id, e as u64).unwrap() as f64)
+            })
+            .collect(),
         HostNoise::Buffer(t) => t.to_f64_vec(),
     }
 }

@@ -23,8 +23,8 @@ fn run(name: &str, runner: HostCuda) {
         verify::format_table(&failed)
     );
     assert_eq!(summary.skipped, 0, "{name}: the harness runs every dtype");
-    // Same row count as the CPU: 31 outputs × 3 dtypes × 4 sizes.
-    assert_eq!(rows.len(), 31 * 3 * 4, "{name}");
+    // Same row count as the CPU: 33 outputs × 3 dtypes × 4 sizes.
+    assert_eq!(rows.len(), 33 * 3 * 4, "{name}");
 }
 
 fn runner_label(r: &HostCuda) -> String {

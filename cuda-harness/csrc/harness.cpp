@@ -60,6 +60,9 @@ const entry entries[] = {
     GFH_ENTRY(gf_step_f32_v, gf_step_args, false),    GFH_ENTRY(gf_step_f32_s, gf_step_args, false),
     GFH_ENTRY(gf_step_f16_v, gf_step_args, false),    GFH_ENTRY(gf_step_f16_s, gf_step_args, false),
     GFH_ENTRY(gf_step_bf16_v, gf_step_args, false),   GFH_ENTRY(gf_step_bf16_s, gf_step_args, false),
+    GFH_ENTRY(gf_step_tree_f32_v, gf_step_args, false),  GFH_ENTRY(gf_step_tree_f32_s, gf_step_args, false),
+    GFH_ENTRY(gf_step_tree_f16_v, gf_step_args, false),  GFH_ENTRY(gf_step_tree_f16_s, gf_step_args, false),
+    GFH_ENTRY(gf_step_tree_bf16_v, gf_step_args, false), GFH_ENTRY(gf_step_tree_bf16_s, gf_step_args, false),
     GFH_ENTRY(gf_loss_f32_v, gf_loss_args, true),     GFH_ENTRY(gf_loss_f32_s, gf_loss_args, true),
     GFH_ENTRY(gf_loss_f16_v, gf_loss_args, true),     GFH_ENTRY(gf_loss_f16_s, gf_loss_args, true),
     GFH_ENTRY(gf_loss_bf16_v, gf_loss_args, true),    GFH_ENTRY(gf_loss_bf16_s, gf_loss_args, true),
@@ -149,7 +152,7 @@ const char* gfh_layouts() {
     GFH_STRUCT(gf_noise_src);
     GFH_FIELD(gf_noise_src, buf); GFH_FIELD(gf_noise_src, ids); GFH_FIELD(gf_noise_src, id_offset);
     GFH_FIELD(gf_noise_src, key_lo); GFH_FIELD(gf_noise_src, key_hi); GFH_FIELD(gf_noise_src, stream);
-    GFH_FIELD(gf_noise_src, domain); GFH_FIELD(gf_noise_src, enabled);
+    GFH_FIELD(gf_noise_src, domain); GFH_FIELD(gf_noise_src, enabled); GFH_FIELD(gf_noise_src, bm);
     s += "\n";
     GFH_STRUCT(gf_noise_args);
     GFH_FIELD(gf_noise_args, x); GFH_FIELD(gf_noise_args, z); GFH_FIELD(gf_noise_args, target);

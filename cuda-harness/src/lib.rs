@@ -312,17 +312,24 @@ impl HostCuda {
         }
     }
 
+    /// Explicit sample ids in a guarded buffer; its address.
+    fn ids(v: &[u32], keep: &mut Vec<Guarded>) -> u64 {
+        let mut g = Guarded::new(bytemuck::cast_slice(v), 0, "sample ids");
+        let ptr = g.ptr();
+        keep.push(g);
+        ptr
+    }
+
     fn noise_src(&self, n: Option<&HostNoise>, keep: &mut Vec<Guarded>) -> NoiseSrc {
         match n {
             None => NoiseSrc::NONE,
             Some(HostNoise::Philox { key, ids }) => match ids {
                 HostIds::Offset(o) => NoiseSrc::philox(key, 0, *o),
-                HostIds::Explicit(v) => {
-                    let mut g = Guarded::new(bytemuck::cast_slice(v), 0, "sample ids");
-                    let ptr = g.ptr();
-                    keep.push(g);
-                    NoiseSrc::philox(key, ptr, 0)
-                }
+                HostIds::Explicit(v) => NoiseSrc::philox(key, Self::ids(v, keep), 0),
+            },
+            Some(HostNoise::Brownian { interval, ids }) => match ids {
+                HostIds::Offset(o) => NoiseSrc::brownian(interval, 0, *o),
+                HostIds::Explicit(v) => NoiseSrc::brownian(interval, Self::ids(v, keep), 0),
             },
             Some(HostNoise::Buffer(t)) => {
                 let mut g = Guarded::new(bytes_of(t), self.skew(t.dtype()), "noise buffer");
@@ -366,8 +373,13 @@ impl HostCuda {
         let aligned = abi::aligned(dtype, shape.dim as u64, &ptrs);
         let args = abi::step_args(shape, pin, pout, ph, rows, src);
         let l = abi::elementwise_launch(shape, dtype, &self.limits);
+        let family = if src.bm[0] != 0 {
+            Family::StepTree
+        } else {
+            Family::Step
+        };
         // SAFETY: every pointer is a live guarded buffer of the right length.
-        unsafe { launch(name(Family::Step, dtype, aligned), l, &args, self.threaded)? };
+        unsafe { launch(name(family, dtype, aligned), l, &args, self.threaded)? };
         gin.iter().flatten().try_for_each(Guarded::check)?;
         keep.iter().try_for_each(Guarded::check)?;
         copy_back(&gout, out)?;

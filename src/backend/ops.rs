@@ -198,6 +198,16 @@ pub enum Noise<'a> {
     },
     /// Read from a `[B, D]` buffer of the same dtype as the other tensors.
     Buffer(View<'a>),
+    /// The increment of a [`BrownianTree`](crate::rng::BrownianTree) over
+    /// one interval, normalised to a standard normal and generated in the
+    /// kernel (docs/DESIGN.md §6.1): the same path for every step count.
+    /// Sampler steps only; one interval for the whole launch.
+    Brownian {
+        /// The tree and the interval.
+        interval: crate::rng::BrownianInterval,
+        /// Sample id of each batch slot.
+        ids: SampleIds<'a>,
+    },
 }
 
 /// Forward noising: `z = a·x + b·ξ`, `target = c·x + d·ξ` per sample.

@@ -148,7 +148,7 @@ fn noise_source(
     dtype: DType,
 ) -> Result<()> {
     match n {
-        Noise::Philox { ids, .. } => {
+        Noise::Philox { ids, .. } | Noise::Brownian { ids, .. } => {
             if shape.dim as u64 > MAX_ELEMENTS_PER_SAMPLE {
                 return Err(Error::invalid(
                     what,
@@ -187,6 +187,19 @@ fn noise_source(
     }
 }
 
+/// Brownian increments belong to a sampler step's interval; forward
+/// noising and the loss draw plain Philox normals or read a buffer.
+fn not_brownian(what: &str, n: &Noise<'_>) -> Result<()> {
+    match n {
+        Noise::Brownian { .. } => Err(Error::invalid(
+            what,
+            "Brownian-tree noise is a sampler-step source (an increment over the step's \
+             interval); forward noising and the loss take Philox or a buffer",
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn noise(engine: &Engine, op: &NoiseOp<'_>) -> Result<()> {
     let (shape, dtype) = (op.x.shape(), op.x.dtype());
     shape.len()?;
@@ -197,6 +210,7 @@ pub(crate) fn noise(engine: &Engine, op: &NoiseOp<'_>) -> Result<()> {
         output(engine, "noise: target", t, shape, dtype)?;
     }
     rows(engine, &op.rows, shape.batch)?;
+    not_brownian("noise: noise", &op.noise)?;
     noise_source(engine, "noise: noise", &op.noise, shape, dtype)
 }
 
@@ -257,6 +271,7 @@ pub(crate) fn loss(engine: &Engine, op: &LossOp<'_>) -> Result<()> {
         Target::Read(t) => input(engine, "loss: target", t, shape, dtype)?,
         Target::Rebuild { x, noise: n } => {
             input(engine, "loss: x", x, shape, dtype)?;
+            not_brownian("loss: noise", n)?;
             noise_source(engine, "loss: noise", n, shape, dtype)?;
         }
     }

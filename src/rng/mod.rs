@@ -25,7 +25,10 @@
 /// the known-answer tests that pin it.
 pub const LAYOUT_VERSION: u32 = 1;
 
+pub mod brownian;
 pub(crate) mod simd;
+
+pub use brownian::{BrownianInterval, BrownianTree};
 
 use crate::error::{Error, Result};
 
@@ -71,6 +74,8 @@ impl Domain {
     /// (stream = training step, block 0 of each sample: one uniform per
     /// sample, not a normal).
     pub const TRAINING_TIME: Domain = Domain(5);
+    /// The nodes of a [`BrownianTree`] (stream = node number).
+    pub const BROWNIAN: Domain = Domain(6);
 }
 
 /// Everything that selects a noise stream except the sample id and the

@@ -249,11 +249,12 @@ pub const CATALOG: &[Entry] = &[
         ],
     ),
     sampler(
-        "DpmSolverPPSde (r = ½; Philox in place of the Brownian tree)",
+        "DpmSolverPPSde (r = ½; Philox, or gaussflow's Brownian tree with RunNoise::Brownian)",
         Some("sample_dpmpp_sde"),
         Some("dpmpp_sde, dpmpp_sde_gpu"),
         Some("DPMSolverSDEScheduler (its Brownian-tree noise replayed as recorded)"),
         &[
+            "tests/brownian_tree.rs::dpmpp_sde_draws_over_k_diffusions_intervals",
             "tests/golden_diffusers_samplers.rs::diffusers_samplers_replay_on_the_f64_reference",
             "tests/golden_diffusers_samplers.rs::diffusers_samplers_replay_on_the_engine",
             "tests/golden_kdiffusion_samplers.rs::kdiffusion_samplers_on_the_reference",
@@ -262,7 +263,7 @@ pub const CATALOG: &[Entry] = &[
         ],
     ),
     sampler(
-        "DpmSolverPP2MSde (SolverType::Midpoint / Heun; Philox in place of the Brownian tree)",
+        "DpmSolverPP2MSde (SolverType::Midpoint / Heun; Philox, or gaussflow's Brownian tree with RunNoise::Brownian)",
         Some("sample_dpmpp_2m_sde"),
         Some("dpmpp_2m_sde, dpmpp_2m_sde_gpu"),
         Some(
@@ -273,10 +274,11 @@ pub const CATALOG: &[Entry] = &[
             "tests/golden_kdiffusion_samplers.rs::kdiffusion_samplers_every_prediction_and_schedule",
             "tests/golden_kdiffusion_samplers.rs::kdiffusion_samplers_on_every_engine",
             "tests/golden_kdiffusion_samplers.rs::dpmpp_2m_sde_midpoint_without_noise_is_dpmpp_2m",
+            "tests/brownian_tree.rs::runs_of_20_and_40_steps_see_the_same_brownian_path",
         ],
     ),
     sampler(
-        "DpmSolverPP3MSde (Philox in place of the Brownian tree)",
+        "DpmSolverPP3MSde (Philox, or gaussflow's Brownian tree with RunNoise::Brownian)",
         Some("sample_dpmpp_3m_sde"),
         Some("dpmpp_3m_sde, dpmpp_3m_sde_gpu"),
         None,

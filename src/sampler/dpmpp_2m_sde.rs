@@ -20,9 +20,11 @@
 //! [`DpmppOptions::k_diffusion`](super::DpmppOptions::k_diffusion).
 //!
 //! Noise: k-diffusion's default is a Brownian tree
-//! (`BrownianTreeNoiseSampler`); gaussflow draws Philox normals per stage
-//! instead (one stage per step, so the increments over the disjoint steps
-//! are independent either way; only the values differ for a seed).
+//! (`BrownianTreeNoiseSampler`); gaussflow draws Philox normals per stage by
+//! default, or its own tree's increments over each step under
+//! [`RunNoise::Brownian`](crate::sampling::RunNoise::Brownian) (one stage
+//! per step, so the increments over the disjoint steps are independent
+//! either way; the tree keeps the path when the grid is refined).
 
 use super::kdiff::{finite_rho, kd_combine};
 use super::{Sampler, Stage, Steps, combine, finish, non_negative, step_ends};

@@ -15,9 +15,11 @@
 //! with `D₁, D₂` the `x̂` of the two previous steps (history slots
 //! `HISTORY`, `HISTORY + 1`; every stage but the last writes `x̂_t`) and
 //! `h₁ = ln ρ₁ − ln ρ_t`, `h₂ = ln ρ₂ − ln ρ₁` their steps. A step to
-//! `ρ_s = 0` is `x_s = D_t` (`z_s = α_s x̂_t`). Noise: Philox per stage in
-//! place of k-diffusion's Brownian tree (one stage per step, independent
-//! increments either way; the values differ for a seed).
+//! `ρ_s = 0` is `x_s = D_t` (`z_s = α_s x̂_t`). Noise: Philox per stage by
+//! default, or gaussflow's own Brownian tree under
+//! [`RunNoise::Brownian`](crate::sampling::RunNoise::Brownian) (one stage
+//! per step, independent increments either way; the tree keeps the path
+//! when the grid is refined).
 
 use super::dpmpp_2m_sde::{past_time, sde_noise};
 use super::kdiff::{finite_rho, kd_combine};

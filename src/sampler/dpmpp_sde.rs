@@ -22,12 +22,16 @@
 //! k-diffusion draws `ξ₁, ξ₂` from a Brownian tree (`BrownianTreeNoiseSampler`:
 //! `ξ = (W(ρ_next) − W(ρ))/sqrt|ρ_next − ρ|` for the intervals `[ρ_t, ρ_mid]`
 //! and `[ρ_t, ρ_s]`, which overlap, so `ξ₁` and `ξ₂` are correlated, and
-//! refining the grid keeps the path). gaussflow replaces the tree by
-//! independent Philox normals per stage (stream = stage index, domain
-//! [`Domain::SAMPLER_STEP`]): each `ξ` has the same N(0, I) law, the pair
-//! does not, so runs are not the same samples as k-diffusion's for a seed.
-//! Fed k-diffusion's recorded values (the driver's supplied noise) the
-//! loop is k-diffusion's.
+//! refining the grid keeps the path). Under
+//! [`RunNoise::Brownian`](crate::sampling::RunNoise::Brownian) gaussflow does
+//! the same with its own tree in the kernel (docs/DESIGN.md §6.1) over the
+//! same two intervals ([`Sampler::noise_interval`], in model time `t`); under
+//! the default Philox noise each stage draws independent normals (stream =
+//! stage index, domain [`Domain::SAMPLER_STEP`]): each `ξ` has the same
+//! N(0, I) law, the pair does not. Either way the values are not
+//! k-diffusion's for a seed (torchsde's tree is another generator); fed
+//! k-diffusion's recorded values (the driver's supplied noise) the loop is
+//! k-diffusion's.
 
 use super::kdiff::{ancestral_step, at_rho, finite_rho, kd_combine, state_as_output};
 use super::{Sampler, Stage, Steps, combine, finish, non_negative, step_ends};
@@ -128,5 +132,18 @@ impl<S: Schedule> Sampler for DpmSolverPPSde<S> {
     fn stages(&self, step: usize) -> Result<Vec<Stage>> {
         let (t, s) = self.steps.get(step)?;
         dpmpp_sde_stages(&self.schedule, self.prediction, t, s, self.eta)
+    }
+    /// k-diffusion's two draws: `noise_sampler(σ(t), σ(mid))`, then
+    /// `noise_sampler(σ(t), σ(s))` over the whole step (so the two are
+    /// correlated as increments of one path).
+    fn noise_interval(&self, step: usize, stage: usize) -> Result<Option<(f64, f64)>> {
+        let (t, s) = self.steps.get(step)?;
+        Ok(Some(match stage {
+            0 => {
+                let stages = self.stages(step)?;
+                (t, stages.get(1).map_or(s, |mid| mid.t))
+            }
+            _ => (t, s),
+        }))
     }
 }

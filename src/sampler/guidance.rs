@@ -90,4 +90,7 @@ impl<P: Sampler> Sampler for Guided<P> {
             })
             .collect()
     }
+    fn noise_interval(&self, step: usize, stage: usize) -> Result<Option<(f64, f64)>> {
+        self.inner.noise_interval(step, stage)
+    }
 }

@@ -130,4 +130,11 @@ impl<P: Sampler> Sampler for PredictorCorrector<P> {
         stages.extend(self.predictor.stages(step)?);
         Ok(stages)
     }
+    /// The corrector stages (first) draw Langevin noise, not an increment.
+    fn noise_interval(&self, step: usize, stage: usize) -> Result<Option<(f64, f64)>> {
+        match stage.checked_sub(self.corrector_steps) {
+            Some(k) => self.predictor.noise_interval(step, k),
+            None => Ok(None),
+        }
+    }
 }

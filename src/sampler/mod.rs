@@ -229,6 +229,18 @@ pub trait Sampler {
     /// or a row cannot be built.
     fn stages(&self, step: usize) -> Result<Vec<Stage>>;
 
+    /// The interval of time `(from, to)` whose Brownian increment is the
+    /// noise of stage `stage` of step `step`, where it draws sampler-step
+    /// noise (see [`RunNoise::Brownian`](crate::sampling::RunNoise::Brownian)):
+    /// by default the whole step `(t, s)`, as k-diffusion's samplers call
+    /// `noise_sampler(σ, σ_next)`. A sampler whose stages draw over other
+    /// intervals (DPM-Solver++ SDE) says so; `None` for noise that is not a
+    /// Brownian increment (Langevin corrector noise).
+    fn noise_interval(&self, step: usize, stage: usize) -> Result<Option<(f64, f64)>> {
+        let _ = stage;
+        Ok(Some(self.steps().get(step)?))
+    }
+
     /// Every stage of the run, rows computed up front.
     fn plan(&self) -> Result<Plan> {
         Plan::new(self)
@@ -260,6 +272,9 @@ macro_rules! delegate_sampler {
             }
             fn stages(&self, step: usize) -> Result<Vec<Stage>> {
                 (**self).stages(step)
+            }
+            fn noise_interval(&self, step: usize, stage: usize) -> Result<Option<(f64, f64)>> {
+                (**self).noise_interval(step, stage)
             }
         }
     )*};

@@ -25,6 +25,12 @@ pub struct PlanStage {
     pub noise: Option<Domain>,
     /// The Philox stream of this stage's noise: its index in the run.
     pub stream: u32,
+    /// The interval of time whose Brownian increment is this stage's
+    /// sampler-step noise under [`RunNoise::Brownian`](crate::sampling::RunNoise::Brownian)
+    /// ([`Sampler::noise_interval`]); `None` where the stage draws none,
+    /// draws Langevin noise, or (per-sample plans) the samples' intervals
+    /// differ.
+    pub noise_interval: Option<(f64, f64)>,
 }
 
 impl PlanStage {
@@ -74,6 +80,10 @@ impl Plan {
                     ));
                 }
                 let stream = stages.len() as u32;
+                let noise_interval = match st.noise {
+                    Some(Domain::SAMPLER_STEP) => sampler.noise_interval(step, k)?,
+                    _ => None,
+                };
                 stages.push(PlanStage {
                     step,
                     stage: k,
@@ -82,6 +92,7 @@ impl Plan {
                     writes_history: st.writes_history,
                     noise: st.noise,
                     stream,
+                    noise_interval,
                 });
             }
         }
@@ -131,10 +142,15 @@ impl Plan {
             }
         }
         let stages = (0..base.stages.len())
-            .map(|i| PlanStage {
-                t: plans.iter().map(|p| p.stages[i].t[0]).collect(),
-                rows: plans.iter().map(|p| p.stages[i].rows[0]).collect(),
-                ..base.stages[i].clone()
+            .map(|i| {
+                let interval = base.stages[i].noise_interval;
+                let shared = plans.iter().all(|p| p.stages[i].noise_interval == interval);
+                PlanStage {
+                    t: plans.iter().map(|p| p.stages[i].t[0]).collect(),
+                    rows: plans.iter().map(|p| p.stages[i].rows[0]).collect(),
+                    noise_interval: interval.filter(|_| shared),
+                    ..base.stages[i].clone()
+                }
             })
             .collect();
         Ok(Plan {

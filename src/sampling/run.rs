@@ -47,7 +47,7 @@
 use super::{Driver, ModelCall, NoiseCall, RunNoise, check_like, draws_noise};
 use crate::backend::{Engine, Noise, StepOp};
 use crate::error::{Error, Result};
-use crate::rng::NoiseKey;
+use crate::rng::{Domain, NoiseKey};
 use crate::rows::{HISTORY, MODEL, MODEL_UNCOND, STATE, STEP_INPUTS};
 use crate::sampler::PlanStage;
 use crate::tensor::{HostData, HostTensor, Tensor, View};
@@ -459,6 +459,31 @@ fn launch(
         (Some(domain), RunNoise::Philox { seed, ids }) => Some(Noise::Philox {
             key: NoiseKey {
                 seed: *seed,
+                stream: st.stream,
+                domain,
+            },
+            ids: *ids,
+        }),
+        (Some(Domain::SAMPLER_STEP), RunNoise::Brownian { tree, ids }) => {
+            let (from, to) = st.noise_interval.ok_or_else(|| {
+                Error::invalid(
+                    "Brownian-tree noise",
+                    format!(
+                        "stage {i} has no one noise interval (its samples' times differ); \
+                         use RunNoise::Philox for this plan"
+                    ),
+                )
+            })?;
+            Some(Noise::Brownian {
+                interval: tree
+                    .interval(from, to)
+                    .map_err(|e| e.in_context(&format!("stage {i}")))?,
+                ids: *ids,
+            })
+        }
+        (Some(domain), RunNoise::Brownian { tree, ids }) => Some(Noise::Philox {
+            key: NoiseKey {
+                seed: tree.seed(),
                 stream: st.stream,
                 domain,
             },

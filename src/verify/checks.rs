@@ -14,7 +14,7 @@ use super::{HostIds, HostNoise, HostTarget, KernelRunner};
 use crate::Engine;
 use crate::backend::{Attempt, BackendKind};
 use crate::error::Result;
-use crate::rng::{Domain, NoiseKey};
+use crate::rng::{BrownianTree, Domain, NoiseKey};
 use crate::rows::{LossRow, NoiseRow, STEP_INPUTS, StepRow};
 use crate::tensor::{DType, HostTensor, Shape};
 
@@ -36,6 +36,8 @@ pub enum NoiseSource {
     Philox,
     /// Read from a buffer.
     Buffer,
+    /// Brownian-tree increments generated in the kernel (steps only).
+    Brownian,
 }
 
 /// The step-kernel variants.
@@ -62,6 +64,11 @@ pub enum StepVariant {
     /// Per-sample rows read from the middle of a row table uploaded once
     /// ([`KernelRunner::step_from_table`]), Philox noise, `x̂` written.
     RowTable,
+    /// Brownian-tree noise (a random depth and interval) with explicit
+    /// sample ids, per-sample rows.
+    Brownian,
+    /// Brownian-tree noise, offset ids, one shared row.
+    BrownianShared,
 }
 
 /// One kernel configuration the checks run.
@@ -103,7 +110,7 @@ pub enum LossTarget {
 
 impl Variant {
     /// Every variant, noise first, then step, then loss.
-    pub const ALL: [Variant; 23] = [
+    pub const ALL: [Variant; 25] = [
         Variant::Noise {
             source: NoiseSource::Philox,
             target: true,
@@ -133,6 +140,8 @@ impl Variant {
         Variant::Step(StepVariant::XHat),
         Variant::Step(StepVariant::SharedRow),
         Variant::Step(StepVariant::RowTable),
+        Variant::Step(StepVariant::Brownian),
+        Variant::Step(StepVariant::BrownianShared),
         Variant::Loss {
             target: LossTarget::Read,
             grad: true,
@@ -175,6 +184,7 @@ impl Variant {
                 let s = match source {
                     NoiseSource::Philox => "philox",
                     NoiseSource::Buffer => "buffer",
+                    NoiseSource::Brownian => "brownian",
                 };
                 if target {
                     format!("{s}+target")
@@ -193,6 +203,8 @@ impl Variant {
                 StepVariant::XHat => "x_hat",
                 StepVariant::SharedRow => "shared-row",
                 StepVariant::RowTable => "row-table+x_hat",
+                StepVariant::Brownian => "brownian-ids",
+                StepVariant::BrownianShared => "brownian-shared-row",
             }
             .to_string(),
             Variant::Loss { target, grad } => {
@@ -375,6 +387,43 @@ fn expected_noise(noise: &HostNoise, shape: Shape) -> Vec<f64> {
             }
             v
         }
+        HostNoise::Brownian { interval, ids } => {
+            let mut v = Vec::with_capacity(shape.batch * shape.dim);
+            for b in 0..shape.batch {
+                let id = match ids {
+                    HostIds::Offset(o) => o.wrapping_add(b as u32),
+                    HostIds::Explicit(ids) => ids[b],
+                };
+                // The canonical f32 walk is the stream, as the f32 normals
+                // are for Philox (its distance from the f64 walk is
+                // src/rng/brownian.rs's test).
+                v.extend((0..shape.dim).map(|e| interval.xi_unchecked(id, e as u64) as f64));
+            }
+            v
+        }
+    }
+}
+
+/// The magnitude each element's noise term contributes to the scale of the
+/// rounding errors ([`Tolerance`], which allows `K` roundings of it): `|ξ|`
+/// for a normal read or drawn; for a Brownian increment, the magnitude of
+/// the linear form in its node normals, times its own roundings plus the
+/// 4-ulp (`8u`) allowance per normal, over `K` (see `tolerance.rs`).
+fn noise_magnitudes(noise: &HostNoise, shape: Shape, xi: &[f64]) -> Vec<f64> {
+    match noise {
+        HostNoise::Brownian { interval, ids } => {
+            let per = (interval.roundings() as f64 + 8.0) / super::tolerance::ROUNDINGS;
+            let mut v = Vec::with_capacity(shape.batch * shape.dim);
+            for b in 0..shape.batch {
+                let id = match ids {
+                    HostIds::Offset(o) => o.wrapping_add(b as u32),
+                    HostIds::Explicit(ids) => ids[b],
+                };
+                v.extend((0..shape.dim).map(|e| per * interval.magnitude_f64(id, e as u64)));
+            }
+            v
+        }
+        _ => xi.iter().map(|x| x.abs()).collect(),
     }
 }
 
@@ -418,6 +467,22 @@ fn make_noise(
             ids,
         },
         NoiseSource::Buffer => HostNoise::Buffer(rng.tensor(case.shape, case.dtype)?),
+        NoiseSource::Brownian => {
+            // Any depth to 24 (the walk's cost grows with it) and an interval
+            // in either direction, at least a leaf long.
+            let depth = 1 + (rng.next_u64() % 24) as u32;
+            let tree = BrownianTree::new(rng.next_u64(), depth)?;
+            let (from, to) = loop {
+                let t = rng.times(2);
+                if (t[0] - t[1]).abs() >= tree.resolution() {
+                    break (t[0], t[1]);
+                }
+            };
+            HostNoise::Brownian {
+                interval: tree.interval(from, to)?,
+                ids,
+            }
+        }
     })
 }
 
@@ -531,6 +596,20 @@ fn check_step(
             false,
             true,
         ),
+        StepVariant::Brownian => (
+            churn,
+            Some(NoiseSource::Brownian),
+            Some(explicit_ids(shape.batch)),
+            false,
+            false,
+        ),
+        StepVariant::BrownianShared => (
+            churn,
+            Some(NoiseSource::Brownian),
+            Some(HostIds::Offset(7)),
+            false,
+            true,
+        ),
         StepVariant::RowTable => (
             churn,
             Some(NoiseSource::Philox),
@@ -588,6 +667,10 @@ fn check_step(
         .map(|t| t.as_ref().map(|t| t.to_f64_vec()))
         .collect();
     let xi = noise.as_ref().map(|n| expected_noise(n, shape));
+    let xi_mag = noise
+        .as_ref()
+        .zip(xi.as_ref())
+        .map(|(n, xi)| noise_magnitudes(n, shape, xi));
     let n = shape.batch * shape.dim;
     let (mut wo, mut so, mut wx, mut sx) = (vec![0.0; n], vec![0.0; n], vec![0.0; n], vec![0.0; n]);
     for i in 0..n {
@@ -603,7 +686,10 @@ fn check_step(
         let noise_term = xi.as_ref().map_or(0.0, |xi| r.noise as f64 * xi[i]);
         let oxh = r.out_x_hat as f64;
         wo[i] = o + oxh * h + noise_term;
-        so[i] = os + oxh.abs() * hs + noise_term.abs();
+        let noise_mag = xi_mag
+            .as_ref()
+            .map_or(0.0, |m| (r.noise as f64).abs() * m[i]);
+        so[i] = os + oxh.abs() * hs + noise_mag;
         wx[i] = h;
         sx[i] = hs;
     }

@@ -69,6 +69,13 @@ pub enum HostNoise {
     },
     /// A noise tensor.
     Buffer(HostTensor),
+    /// In-kernel Brownian-tree increments.
+    Brownian {
+        /// The tree and the interval.
+        interval: crate::rng::BrownianInterval,
+        /// Sample ids.
+        ids: HostIds,
+    },
 }
 
 /// Host-side description of the loss target.
@@ -145,6 +152,7 @@ pub trait KernelRunner {
 /// A host noise description on an engine's device.
 enum DevNoise<'a> {
     Philox(NoiseKey, SampleIds<'a>),
+    Brownian(crate::rng::BrownianInterval, SampleIds<'a>),
     Buffer(crate::Tensor),
 }
 
@@ -152,6 +160,7 @@ impl<'a> DevNoise<'a> {
     fn new(engine: &Engine, n: &'a HostNoise) -> Result<Self> {
         Ok(match n {
             HostNoise::Philox { key, ids } => DevNoise::Philox(*key, ids.as_ids()),
+            HostNoise::Brownian { interval, ids } => DevNoise::Brownian(*interval, ids.as_ids()),
             HostNoise::Buffer(t) => DevNoise::Buffer(engine.upload(t)?),
         })
     }
@@ -159,6 +168,10 @@ impl<'a> DevNoise<'a> {
         match self {
             DevNoise::Philox(key, ids) => Noise::Philox {
                 key: *key,
+                ids: *ids,
+            },
+            DevNoise::Brownian(interval, ids) => Noise::Brownian {
+                interval: *interval,
                 ids: *ids,
             },
             DevNoise::Buffer(t) => Noise::Buffer(t.view()),

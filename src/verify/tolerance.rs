@@ -31,6 +31,13 @@
 //! clamp), and a backend's normals may differ from the CPU's by up to 4 ulp
 //! (`8u`, docs/DESIGN.md §6) on the noise term, which is rounded once more; the
 //! reference takes its noise from [`NoiseKey::normal`](crate::NoiseKey::normal).
+//! A Brownian-tree increment (docs/DESIGN.md §6.1) is itself a linear form
+//! `ξ = scale·Σ_j w_j z_j` in up to `2·depth` node normals, evaluated through
+//! at most `2·depth + 3` f32 roundings on any normal's path, each normal up
+//! to `8u` off on another backend: its term enters the scale as
+//! `|c_ξ|·M·(2·depth + 3 + 8)/K` with `M = |scale|·Σ_j |w_j z_j|` (bounded
+//! through the walk's own expression tree), and the reference's `ξ` is the
+//! canonical f32 walk, as the f32 normals are for Philox.
 //! For f32 storage the last rounding is one of the `K` (`ε_s/2` is taken as
 //! 0) and the bound is about 1e-6 of the terms; for f16 and bf16 it is
 //! dominated by their half-epsilon (4.9e-4 and 3.9e-3 of the value).

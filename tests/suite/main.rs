@@ -36,6 +36,8 @@ mod backend_verify;
 #[cfg(feature = "lab")]
 #[path = "../bench_baselines.rs"]
 mod bench_baselines;
+#[path = "../brownian_tree.rs"]
+mod brownian_tree;
 #[path = "../candle_interop.rs"]
 mod candle_interop;
 #[cfg(feature = "lab")]

@@ -34,7 +34,7 @@ pub(super) fn run<T: Lanes>(isa: Isa, mut op: LossOp<'_>) {
             Target::Read(t) => Tgt::Read(typed::<T>(host(t))),
             Target::Rebuild { x, noise } => Tgt::Rebuild {
                 x: typed::<T>(host(x)),
-                noise: NoiseSrc::new(noise),
+                noise: NoiseSrc::new(isa, noise),
             },
         },
         rows: op.rows,
@@ -119,7 +119,7 @@ fn block<S: Simd, T: Lanes, const REBUILD: bool, const GRAD: bool>(
     let g = ctx.grad.map(|g| unsafe { g.0.add(flat) });
     let mut acc = s.splat(0.0);
     let noise = if REBUILD {
-        noise.map(|src| src.segment(s, b, e0, flat))
+        noise.map(|src| src.segment(s, b, e0, flat, len))
     } else {
         None
     };

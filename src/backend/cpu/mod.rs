@@ -34,6 +34,7 @@
 //! order and give bit-identical outputs for finite inputs
 //! (`tests/cpu_simd.rs`).
 
+mod brownian;
 mod copy;
 mod loss;
 mod noise;
@@ -326,39 +327,86 @@ enum NoiseSrc<'a, T> {
         ids: SampleIds<'a>,
     },
     Buffer(&'a [T]),
+    /// Computed per segment into a buffer ([`brownian::Fill`], run with
+    /// the kernel's instruction set) before the kernel's loop reads it.
+    Brownian {
+        isa: Isa,
+        interval: crate::rng::BrownianInterval,
+        ids: SampleIds<'a>,
+    },
 }
 
 impl<'a, T: Lanes> NoiseSrc<'a, T> {
-    fn new(n: &'a Noise<'_>) -> Self {
+    fn new(isa: Isa, n: &'a Noise<'_>) -> Self {
         match n {
             Noise::Philox { key, ids } => NoiseSrc::Philox {
                 key: *key,
                 ids: *ids,
             },
             Noise::Buffer(v) => NoiseSrc::Buffer(typed(host(v))),
+            Noise::Brownian { interval, ids } => NoiseSrc::Brownian {
+                isa,
+                interval: *interval,
+                ids: *ids,
+            },
         }
     }
 
     /// The noise of the segment of sample `b` that starts at element `e0`
-    /// (flat index `flat`).
+    /// (flat index `flat`) and has `len` elements.
     #[inline(always)]
-    fn segment<S: Simd>(&self, s: S, b: usize, e0: usize, flat: usize) -> SegNoise<'a, S, T> {
+    fn segment<S: Simd>(
+        &self,
+        s: S,
+        b: usize,
+        e0: usize,
+        flat: usize,
+        len: usize,
+    ) -> SegNoise<'a, S, T> {
         match self {
             NoiseSrc::Philox { key, ids } => SegNoise::Philox {
                 generator: Gen::new(s.wide(), key, ids.id(b)),
                 e0: e0 as u64,
             },
             NoiseSrc::Buffer(buf) => SegNoise::Buffer(&buf[flat..]),
+            NoiseSrc::Brownian { isa, interval, ids } => {
+                SegNoise::Owned(brownian_segment(*isa, interval, ids.id(b), e0, len))
+            }
         }
     }
+}
+
+/// `ξ` of elements `e0 .. e0 + len` of sample `id` (not inlined: one copy,
+/// not one per kernel instance).
+#[inline(never)]
+fn brownian_segment(
+    isa: Isa,
+    interval: &crate::rng::BrownianInterval,
+    id: u32,
+    e0: usize,
+    len: usize,
+) -> Vec<f32> {
+    let mut out = vec![0.0f32; len];
+    isa.run(brownian::Fill {
+        iv: interval,
+        id,
+        e0: e0 as u64,
+        out: &mut out,
+    });
+    out
 }
 
 /// One segment's noise, addressed by the element offset `i` from the
 /// segment start: Philox normals generated in registers, or a slice of
 /// the caller's buffer.
 enum SegNoise<'a, S: Simd, T> {
-    Philox { generator: Gen<S::W>, e0: u64 },
+    Philox {
+        generator: Gen<S::W>,
+        e0: u64,
+    },
     Buffer(&'a [T]),
+    /// f32 noise of the segment, from its first element.
+    Owned(Vec<f32>),
 }
 
 impl<S: Simd, T: Lanes> SegNoise<'_, S, T> {
@@ -368,7 +416,7 @@ impl<S: Simd, T: Lanes> SegNoise<'_, S, T> {
     fn head(&self) -> usize {
         match self {
             SegNoise::Philox { e0, .. } => ((4 - e0 % 4) % 4) as usize,
-            SegNoise::Buffer(_) => 0,
+            SegNoise::Buffer(_) | SegNoise::Owned(_) => 0,
         }
     }
 
@@ -422,6 +470,17 @@ impl<S: Simd, T: Lanes> SegNoise<'_, S, T> {
                         crate::simd::st::<S, f32, TAIL>(s, dst, k, n, v);
                     }
                 });
+                None
+            }
+            SegNoise::Owned(v) => {
+                let src = &v[i..i + m];
+                if m == GROUP {
+                    // SAFETY: `i + GROUP` is within the segment.
+                    return Some(std::array::from_fn(|k| unsafe {
+                        s.load_f32(src.as_ptr().add(k * LANES))
+                    }));
+                }
+                buf[..m].copy_from_slice(src);
                 None
             }
         }

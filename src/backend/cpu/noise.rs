@@ -24,7 +24,7 @@ pub(super) fn run<T: Lanes>(isa: Isa, mut op: NoiseOp<'_>) {
         z: out_ptr::<T>(&mut op.z.data),
         target: op.target.as_mut().map(|t| out_ptr::<T>(&mut t.data)),
         rows: op.rows,
-        noise: NoiseSrc::new(&op.noise),
+        noise: NoiseSrc::new(isa, &op.noise),
     };
     // A shared row and noise read from a buffer: nothing per sample, so
     // chunks need not be cut at sample boundaries.
@@ -61,7 +61,7 @@ fn segment<S: Simd, T: Lanes, const TARGET: bool>(s: S, ctx: &Ctx<'_, T>, seg: S
     // which the engine checked are `[B, D]`.
     let z = unsafe { ctx.z.0.add(seg.flat) };
     let t = ctx.target.map(|t| unsafe { t.0.add(seg.flat) });
-    let noise = Some(ctx.noise.segment(s, seg.b, seg.e0, seg.flat));
+    let noise = Some(ctx.noise.segment(s, seg.b, seg.e0, seg.flat, seg.len));
     for_noisy_lanes!(s, noise, seg.len, |j, n, TAIL, e| {
         // SAFETY: `j + n ≤ seg.len` for every buffer.
         unsafe {

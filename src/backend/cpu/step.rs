@@ -31,13 +31,15 @@ pub(super) fn run<T: Lanes>(isa: Isa, mut op: StepOp<'_>) {
         out: out_ptr::<T>(&mut op.out.data),
         x_hat: op.x_hat.as_mut().map(|t| out_ptr::<T>(&mut t.data)),
         rows: op.rows,
-        noise: op.noise.as_ref().map(NoiseSrc::new),
+        noise: op.noise.as_ref().map(|n| NoiseSrc::new(isa, n)),
     };
     // One shared row and no Philox draw: the work per element is the same
     // for every sample, so chunks need not be cut at sample boundaries.
     let shared = ctx.rows.host().len() == 1;
     let sample_free = match &ctx.noise {
-        Some(NoiseSrc::Philox { .. }) => ctx.rows.for_sample(0).noise == 0.0,
+        Some(NoiseSrc::Philox { .. } | NoiseSrc::Brownian { .. }) => {
+            ctx.rows.for_sample(0).noise == 0.0
+        }
         _ => true,
     };
     if shape.dim > 0 && shared && sample_free {
@@ -189,7 +191,7 @@ fn segment<S: Simd, T: Lanes, const N: usize, const H: u8, const NZ: bool>(
     let noise = if NZ {
         ctx.noise
             .as_ref()
-            .map(|src| src.segment(s, seg.b, seg.e0, seg.flat))
+            .map(|src| src.segment(s, seg.b, seg.e0, seg.flat, seg.len))
     } else {
         None
     };

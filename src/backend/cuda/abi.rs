@@ -13,7 +13,7 @@
 //! geometry is sized for the device (a few waves of blocks per SM), never
 //! for correctness.
 
-use crate::rng::NoiseKey;
+use crate::rng::{BrownianInterval, NoiseKey};
 use crate::rows::{LossRow, NoiseRow, Row, STEP_INPUTS, StepRow};
 use crate::tensor::{DType, Shape};
 
@@ -51,6 +51,9 @@ pub struct NoiseSrc {
     pub domain: u32,
     /// 0: no noise at all (ξ = 0).
     pub enabled: u32,
+    /// Brownian-tree increment ([`BrownianInterval::words`]); all 0 for
+    /// plain Philox normals (the depth, word 0, is never 0 otherwise).
+    pub bm: [u32; 8],
 }
 
 impl NoiseSrc {
@@ -64,6 +67,7 @@ impl NoiseSrc {
         stream: 0,
         domain: 0,
         enabled: 0,
+        bm: [0; 8],
     };
 
     /// Philox noise; `ids` is a device pointer to `B` u32 ids, or 0 to use
@@ -79,6 +83,16 @@ impl NoiseSrc {
             stream: key.stream,
             domain: key.domain.0,
             enabled: 1,
+            bm: [0; 8],
+        }
+    }
+
+    /// Brownian-tree increments of `interval`; `ids` as for
+    /// [`philox`](Self::philox).
+    pub fn brownian(interval: &BrownianInterval, ids: u64, id_offset: u32) -> Self {
+        NoiseSrc {
+            bm: interval.words(),
+            ..NoiseSrc::philox(&interval.tree().node_key(0), ids, id_offset)
         }
     }
 
@@ -266,12 +280,14 @@ pub enum Family {
     Noise,
     /// `gf_step_*`.
     Step,
+    /// `gf_step_tree_*`: the step with Brownian-tree noise.
+    StepTree,
     /// `gf_loss_*` (partial sums and gradient).
     Loss,
 }
 
 /// Every entry point of `kernels/*.cu`, as `(family, dtype, aligned, name)`.
-pub const ENTRY_POINTS: [(Family, DType, bool, &str); 18] = [
+pub const ENTRY_POINTS: [(Family, DType, bool, &str); 24] = [
     (Family::Noise, DType::F32, true, "gf_noise_f32_v"),
     (Family::Noise, DType::F32, false, "gf_noise_f32_s"),
     (Family::Noise, DType::F16, true, "gf_noise_f16_v"),
@@ -284,6 +300,12 @@ pub const ENTRY_POINTS: [(Family, DType, bool, &str); 18] = [
     (Family::Step, DType::F16, false, "gf_step_f16_s"),
     (Family::Step, DType::BF16, true, "gf_step_bf16_v"),
     (Family::Step, DType::BF16, false, "gf_step_bf16_s"),
+    (Family::StepTree, DType::F32, true, "gf_step_tree_f32_v"),
+    (Family::StepTree, DType::F32, false, "gf_step_tree_f32_s"),
+    (Family::StepTree, DType::F16, true, "gf_step_tree_f16_v"),
+    (Family::StepTree, DType::F16, false, "gf_step_tree_f16_s"),
+    (Family::StepTree, DType::BF16, true, "gf_step_tree_bf16_v"),
+    (Family::StepTree, DType::BF16, false, "gf_step_tree_bf16_s"),
     (Family::Loss, DType::F32, true, "gf_loss_f32_v"),
     (Family::Loss, DType::F32, false, "gf_loss_f32_s"),
     (Family::Loss, DType::F16, true, "gf_loss_f16_v"),
@@ -481,6 +503,7 @@ pub fn layouts() -> Vec<Layout> {
                 ("stream", offset_of!(NoiseSrc, stream)),
                 ("domain", offset_of!(NoiseSrc, domain)),
                 ("enabled", offset_of!(NoiseSrc, enabled)),
+                ("bm", offset_of!(NoiseSrc, bm)),
             ],
         ),
         (

@@ -185,7 +185,7 @@ impl CudaBackend {
             .map(|&(family, _, _, name)| {
                 let module = match family {
                     Family::Noise => 0,
-                    Family::Step => 1,
+                    Family::Step | Family::StepTree => 1,
                     Family::Loss => 2,
                 };
                 load(module, name)
@@ -327,18 +327,31 @@ impl CudaBackend {
             Some(Noise::Philox { key, ids }) => match ids {
                 SampleIds::Offset(o) => NoiseSrc::philox(key, 0, *o),
                 SampleIds::Explicit(v) => {
-                    self.no_capture("explicit sample ids")?;
-                    let buf = self
-                        .stream
-                        .clone_htod(bytemuck::cast_slice::<u32, u8>(v))
-                        .map_err(|e| device_err("sample id upload", e))?;
-                    let ptr = raw_ptr(&buf, &self.stream);
-                    keep.push(buf);
+                    let ptr = self.upload_ids(v, keep)?;
                     NoiseSrc::philox(key, ptr, 0)
+                }
+            },
+            Some(Noise::Brownian { interval, ids }) => match ids {
+                SampleIds::Offset(o) => NoiseSrc::brownian(interval, 0, *o),
+                SampleIds::Explicit(v) => {
+                    let ptr = self.upload_ids(v, keep)?;
+                    NoiseSrc::brownian(interval, ptr, 0)
                 }
             },
             Some(Noise::Buffer(v)) => NoiseSrc::buffer(sync.read(self, v)?),
         })
+    }
+
+    /// Uploads explicit sample ids for one launch (kept alive in `keep`).
+    fn upload_ids(&self, v: &[u32], keep: &mut Vec<CudaSlice<u8>>) -> Result<u64> {
+        self.no_capture("explicit sample ids")?;
+        let buf = self
+            .stream
+            .clone_htod(bytemuck::cast_slice::<u32, u8>(v))
+            .map_err(|e| device_err("sample id upload", e))?;
+        let ptr = raw_ptr(&buf, &self.stream);
+        keep.push(buf);
+        Ok(ptr)
     }
 
     fn partials(&self, len: usize) -> Result<std::sync::MutexGuard<'_, Option<CudaSlice<f32>>>> {
@@ -781,7 +794,12 @@ impl Kernels for CudaBackend {
         let mut ptrs = inputs.to_vec();
         ptrs.extend([out, x_hat, noise.buf]);
         let aligned = abi::aligned(dtype, shape.dim as u64, &ptrs);
-        let f = &self.functions[abi::entry(Family::Step, dtype, aligned)];
+        let family = if noise.bm[0] != 0 {
+            Family::StepTree
+        } else {
+            Family::Step
+        };
+        let f = &self.functions[abi::entry(family, dtype, aligned)];
         let args = abi::step_args(shape, inputs, out, x_hat, rows, noise);
         self.launch(
             f,

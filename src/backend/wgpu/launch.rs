@@ -12,7 +12,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::rng::NoiseKey;
+use crate::rng::{BrownianInterval, NoiseKey};
 use crate::rows::{Row, STEP_INPUTS};
 use crate::tensor::{DType, Shape, View, ViewData, ViewMut, ViewMutData};
 
@@ -48,6 +48,7 @@ struct Params {
     item_blk: u32,
     nblk: u32,
     pad: u32,
+    bm: [u32; 8],
     off: [u32; 12],
 }
 
@@ -218,7 +219,14 @@ impl RowsArg {
 #[derive(Debug)]
 enum Source {
     None,
-    Philox { key: NoiseKey, ids: Ids },
+    Philox {
+        key: NoiseKey,
+        ids: Ids,
+    },
+    Brownian {
+        interval: BrownianInterval,
+        ids: Ids,
+    },
     Buffer(Arg),
 }
 
@@ -228,20 +236,30 @@ enum Ids {
     Explicit(Arg),
 }
 
+impl Ids {
+    fn new(b: &WgpuBackend, ids: &SampleIds<'_>) -> Result<Ids> {
+        Ok(match ids {
+            SampleIds::Offset(o) => Ids::Offset(*o),
+            SampleIds::Explicit(v) => Ids::Explicit(Arg {
+                buffer: u32_buffer(b, v)?,
+                base: 0,
+                elem: 4,
+            }),
+        })
+    }
+}
+
 impl Source {
     fn new(b: &WgpuBackend, n: Option<&Noise<'_>>) -> Result<Source> {
         Ok(match n {
             None => Source::None,
             Some(Noise::Philox { key, ids }) => Source::Philox {
                 key: *key,
-                ids: match ids {
-                    SampleIds::Offset(o) => Ids::Offset(*o),
-                    SampleIds::Explicit(v) => Ids::Explicit(Arg {
-                        buffer: u32_buffer(b, v)?,
-                        base: 0,
-                        elem: 4,
-                    }),
-                },
+                ids: Ids::new(b, ids)?,
+            },
+            Some(Noise::Brownian { interval, ids }) => Source::Brownian {
+                interval: *interval,
+                ids: Ids::new(b, ids)?,
             },
             Some(Noise::Buffer(v)) => Source::Buffer(Arg::of(v)),
         })
@@ -258,6 +276,14 @@ impl Source {
                 ids: Ids::Explicit(_),
                 ..
             } => &["PHILOX", "IDS"],
+            Source::Brownian {
+                ids: Ids::Offset(_),
+                ..
+            } => &["PHILOX", "BROWNIAN"],
+            Source::Brownian {
+                ids: Ids::Explicit(_),
+                ..
+            } => &["PHILOX", "BROWNIAN", "IDS"],
             Source::Buffer(_) => &["NOISE_BUF"],
         }
     }
@@ -283,18 +309,30 @@ impl Source {
         s_lo: u64,
         s_hi: u64,
     ) {
-        if let Source::Philox { key, ids } = self {
-            p.key = key.philox_key();
-            p.stream = key.stream;
-            p.domain = key.domain.0;
-            match ids {
-                // Sample ids wrap like SampleIds::id (validated not to overflow).
-                Ids::Offset(o) => p.id_base = o.wrapping_add(s_lo as u32),
-                Ids::Explicit(a) => {
-                    let (e, off) = window(b, a, 2, s_lo, s_hi);
-                    p.id_base = off;
-                    entries.push(e);
-                }
+        let ids = match self {
+            Source::Philox { key, ids } => {
+                p.key = key.philox_key();
+                p.stream = key.stream;
+                p.domain = key.domain.0;
+                ids
+            }
+            Source::Brownian { interval, ids } => {
+                // The nodes' stream is the node number, set in the kernel.
+                let node = interval.tree().node_key(0);
+                p.key = node.philox_key();
+                p.domain = node.domain.0;
+                p.bm = interval.words();
+                ids
+            }
+            _ => return,
+        };
+        match ids {
+            // Sample ids wrap like SampleIds::id (validated not to overflow).
+            Ids::Offset(o) => p.id_base = o.wrapping_add(s_lo as u32),
+            Ids::Explicit(a) => {
+                let (e, off) = window(b, a, 2, s_lo, s_hi);
+                p.id_base = off;
+                entries.push(e);
             }
         }
     }
@@ -302,6 +340,10 @@ impl Source {
     fn cap_elements(&self, b: &WgpuBackend, dim: u64) -> u64 {
         match self {
             Source::Philox {
+                ids: Ids::Explicit(_),
+                ..
+            }
+            | Source::Brownian {
                 ids: Ids::Explicit(_),
                 ..
             } => (avail(b) / 4).saturating_sub(2) * dim,

@@ -73,6 +73,10 @@ impl Variant {
 /// The flags selecting a noise source: in-kernel Philox with offset ids or
 /// explicit ids, or a noise tensor.
 pub(crate) const NOISE_SOURCES: [&[&str]; 3] = [&["PHILOX"], &["PHILOX", "IDS"], &["NOISE_BUF"]];
+/// The flags of Brownian-tree noise (sampler steps only), offset or
+/// explicit ids.
+pub(crate) const BROWNIAN_SOURCES: [&[&str]; 2] =
+    [&["PHILOX", "BROWNIAN"], &["PHILOX", "BROWNIAN", "IDS"]];
 
 /// Every variant the backend can ask for.
 pub(crate) fn all_variants() -> Vec<Variant> {
@@ -101,6 +105,8 @@ pub(crate) fn all_variants() -> Vec<Variant> {
                     NOISE_SOURCES[0],
                     NOISE_SOURCES[1],
                     NOISE_SOURCES[2],
+                    BROWNIAN_SOURCES[0],
+                    BROWNIAN_SOURCES[1],
                 ] {
                     let mut f: Vec<&'static str> =
                         ["IN0", "IN1", "IN2", "IN3", "IN4", "IN5", "IN6", "IN7"]

@@ -41,6 +41,7 @@ pub(crate) const KNOWN_FLAGS: &[&str] = &[
     "F16",
     "BF16",
     "PHILOX",
+    "BROWNIAN",
     "IDS",
     "NOISE_BUF",
     "NOISE",

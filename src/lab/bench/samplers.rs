@@ -23,7 +23,7 @@ use crate::Engine;
 use crate::backend::{Noise, SampleIds, StepOp};
 use crate::error::{Error, Result};
 use crate::param::Prediction;
-use crate::rng::NoiseKey;
+use crate::rng::{BrownianInterval, BrownianTree, NoiseKey};
 use crate::rows::{MODEL, NO_CLIP, STATE, STEP_INPUTS, StepRow};
 use crate::sampler::{
     CorrectorStep, Ddim, DdimOptions, DdimRenoise, Deis, DeisOptions, Dpm2, DpmSolverPP2M,
@@ -53,6 +53,9 @@ pub struct SamplerCase {
     pub name: &'static str,
     /// The sampler.
     pub sampler: Box<dyn Sampler>,
+    /// Its sampler-step noise as Brownian-tree increments over each stage's
+    /// interval (`RunNoise::Brownian`) instead of plain Philox normals.
+    pub brownian: Option<BrownianTree>,
 }
 
 fn grid() -> Result<Steps> {
@@ -67,7 +70,17 @@ fn grid() -> Result<Steps> {
 pub fn sampler_cases() -> Result<Vec<SamplerCase>> {
     let (s, e, g) = (VpCosine, Prediction::Eps, grid()?);
     let (f, v) = (Flow, Prediction::Velocity);
-    let case = |name, sampler: Box<dyn Sampler>| SamplerCase { name, sampler };
+    let case = |name, sampler: Box<dyn Sampler>| SamplerCase {
+        name,
+        sampler,
+        brownian: None,
+    };
+    // The tree's cost next to the same sampler with Philox normals.
+    let tree = |name, sampler: Box<dyn Sampler>| SamplerCase {
+        name,
+        sampler,
+        brownian: Some(BrownianTree::with_default_depth(77)),
+    };
     Ok(vec![
         case(
             "ddim",
@@ -125,6 +138,20 @@ pub fn sampler_cases() -> Result<Vec<SamplerCase>> {
                 1.0,
                 SolverType::Midpoint,
             )?),
+        ),
+        tree(
+            "dpm++2m-sde-tree",
+            Box::new(DpmSolverPP2MSde::new(
+                s,
+                e,
+                g.clone(),
+                1.0,
+                SolverType::Midpoint,
+            )?),
+        ),
+        tree(
+            "dpm++sde-tree",
+            Box::new(DpmSolverPPSde::new(s, e, g.clone(), 1.0)?),
         ),
         case(
             "dpm++3m-sde",
@@ -337,6 +364,8 @@ pub struct SamplerWorkload<'e> {
     reads: [bool; STEP_INPUTS],
     writes_history: bool,
     noise: bool,
+    /// The stage's Brownian increment, when the case draws from a tree.
+    interval: Option<BrownianInterval>,
     row: StepRow,
     passes: Vec<Pass>,
     tensors: Vec<Option<Tensor>>,
@@ -365,6 +394,10 @@ impl<'e> SamplerWorkload<'e> {
         let row = coeffs.to_row()?;
         let reads = st.reads();
         let noise = st.noise.is_some();
+        let interval = match (case.brownian, st.noise_interval) {
+            (Some(tree), Some((from, to))) if noise => Some(tree.interval(from, to)?),
+            _ => None,
+        };
         // The eager passes of the same row.
         let mut passes = Vec::new();
         let needs_x_hat = st.writes_history || coeffs.out_x_hat != 0.0;
@@ -414,11 +447,20 @@ impl<'e> SamplerWorkload<'e> {
         }
         Ok(SamplerWorkload {
             engine,
-            detail: case.sampler.name(),
+            detail: match &interval {
+                Some(iv) => format!(
+                    "{} + Brownian tree (depth {}, {} normals/element; unfused: the increment in its own pass)",
+                    case.sampler.name(),
+                    iv.tree().depth(),
+                    iv.normals_per_element()
+                ),
+                None => case.sampler.name(),
+            },
             stage: [st.step, st.stage],
             reads,
             writes_history: st.writes_history,
             noise,
+            interval,
             row,
             passes,
             tensors,
@@ -467,10 +509,7 @@ impl<'e> SamplerWorkload<'e> {
             self.engine.step(StepOp {
                 inputs,
                 rows: (&self.row).into(),
-                noise: self.noise.then(|| Noise::Philox {
-                    key: noise_key(),
-                    ids: SampleIds::Offset(0),
-                }),
+                noise: self.noise.then(|| self.noise_source()),
                 out: out.view_mut(),
                 x_hat: self.writes_history.then(|| x_hat.view_mut()),
             })
@@ -478,6 +517,20 @@ impl<'e> SamplerWorkload<'e> {
         self.tensors[OUT] = Some(out);
         self.tensors[X_HAT] = Some(x_hat);
         r
+    }
+
+    /// The stage's noise: the tree's increment, or Philox normals.
+    fn noise_source(&self) -> Noise<'static> {
+        match self.interval {
+            Some(interval) => Noise::Brownian {
+                interval,
+                ids: SampleIds::Offset(0),
+            },
+            None => Noise::Philox {
+                key: noise_key(),
+                ids: SampleIds::Offset(0),
+            },
+        }
     }
 
     /// The eager baseline, every pass a launch.
@@ -524,10 +577,7 @@ impl<'e> SamplerWorkload<'e> {
             self.engine.step(StepOp {
                 inputs,
                 rows: (&row).into(),
-                noise: noise.then(|| Noise::Philox {
-                    key: noise_key(),
-                    ids: SampleIds::Offset(0),
-                }),
+                noise: noise.then(|| self.noise_source()),
                 out: out.view_mut(),
                 x_hat: None,
             })
