@@ -372,34 +372,32 @@ fn row_of<R>(rows: &[R], b: usize) -> &R {
     if rows.len() == 1 { &rows[0] } else { &rows[b] }
 }
 
+/// `f(id, element)` over every element of `shape`, sample `b` with the id
+/// `ids` gives it, in order.
+fn per_element(ids: &HostIds, shape: Shape, f: impl Fn(u32, u64) -> f64) -> Vec<f64> {
+    let mut v = Vec::with_capacity(shape.batch * shape.dim);
+    for b in 0..shape.batch {
+        let id = match ids {
+            HostIds::Offset(o) => o.wrapping_add(b as u32),
+            HostIds::Explicit(ids) => ids[b],
+        };
+        v.extend((0..shape.dim).map(|e| f(id, e as u64)));
+    }
+    v
+}
+
 /// The noise a kernel should have used, element by element, as f64.
 fn expected_noise(noise: &HostNoise, shape: Shape) -> Vec<f64> {
     match noise {
         HostNoise::Buffer(t) => t.to_f64_vec(),
         HostNoise::Philox { key, ids } => {
-            let mut v = Vec::with_capacity(shape.batch * shape.dim);
-            for b in 0..shape.batch {
-                let id = match ids {
-                    HostIds::Offset(o) => o.wrapping_add(b as u32),
-                    HostIds::Explicit(ids) => ids[b],
-                };
-                v.extend((0..shape.dim).map(|e| key.normal_unchecked(id, e as u64) as f64));
-            }
-            v
+            per_element(ids, shape, |id, e| key.normal_unchecked(id, e) as f64)
         }
+        // The canonical f32 walk is the stream, as the f32 normals are for
+        // Philox (its distance from the f64 walk is src/rng/brownian.rs's
+        // test).
         HostNoise::Brownian { interval, ids } => {
-            let mut v = Vec::with_capacity(shape.batch * shape.dim);
-            for b in 0..shape.batch {
-                let id = match ids {
-                    HostIds::Offset(o) => o.wrapping_add(b as u32),
-                    HostIds::Explicit(ids) => ids[b],
-                };
-                // The canonical f32 walk is the stream, as the f32 normals
-                // are for Philox (its distance from the f64 walk is
-                // src/rng/brownian.rs's test).
-                v.extend((0..shape.dim).map(|e| interval.xi_unchecked(id, e as u64) as f64));
-            }
-            v
+            per_element(ids, shape, |id, e| interval.xi_unchecked(id, e) as f64)
         }
     }
 }
@@ -413,15 +411,7 @@ fn noise_magnitudes(noise: &HostNoise, shape: Shape, xi: &[f64]) -> Vec<f64> {
     match noise {
         HostNoise::Brownian { interval, ids } => {
             let per = (interval.roundings() as f64 + 8.0) / super::tolerance::ROUNDINGS;
-            let mut v = Vec::with_capacity(shape.batch * shape.dim);
-            for b in 0..shape.batch {
-                let id = match ids {
-                    HostIds::Offset(o) => o.wrapping_add(b as u32),
-                    HostIds::Explicit(ids) => ids[b],
-                };
-                v.extend((0..shape.dim).map(|e| per * interval.magnitude_f64(id, e as u64)));
-            }
-            v
+            per_element(ids, shape, |id, e| per * interval.magnitude_f64(id, e))
         }
         _ => xi.iter().map(|x| x.abs()).collect(),
     }

@@ -75,6 +75,15 @@ pub fn sampler_cases() -> Result<Vec<SamplerCase>> {
         sampler,
         brownian: None,
     };
+    let dpmpp_2m_sde = || -> Result<Box<dyn Sampler>> {
+        Ok(Box::new(DpmSolverPP2MSde::new(
+            s,
+            e,
+            g.clone(),
+            1.0,
+            SolverType::Midpoint,
+        )?))
+    };
     // The tree's cost next to the same sampler with Philox normals.
     let tree = |name, sampler: Box<dyn Sampler>| SamplerCase {
         name,
@@ -129,26 +138,8 @@ pub fn sampler_cases() -> Result<Vec<SamplerCase>> {
             "dpm++sde",
             Box::new(DpmSolverPPSde::new(s, e, g.clone(), 1.0)?),
         ),
-        case(
-            "dpm++2m-sde",
-            Box::new(DpmSolverPP2MSde::new(
-                s,
-                e,
-                g.clone(),
-                1.0,
-                SolverType::Midpoint,
-            )?),
-        ),
-        tree(
-            "dpm++2m-sde-tree",
-            Box::new(DpmSolverPP2MSde::new(
-                s,
-                e,
-                g.clone(),
-                1.0,
-                SolverType::Midpoint,
-            )?),
-        ),
+        case("dpm++2m-sde", dpmpp_2m_sde()?),
+        tree("dpm++2m-sde-tree", dpmpp_2m_sde()?),
         tree(
             "dpm++sde-tree",
             Box::new(DpmSolverPPSde::new(s, e, g.clone(), 1.0)?),
