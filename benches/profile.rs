@@ -11,11 +11,13 @@
 //! Arguments: op (as `gaussflow bench` names it), dtype, elements (or an
 //! explicit shape `BxD`, e.g. `4096x2` for the small-D shapes), repetitions,
 //! and what to run: `fused` (default), `unfused`, `gen` (generate, then
-//! combine) or `copy` (the copy ceiling of the same bytes). Prints the
+//! combine) or `copy` (the copy ceiling of the same bytes). `sampler/<name>`
+//! (a `gaussflow bench --samplers` name) profiles that sampler's row instead
+//! (`fused`, `unfused` or `copy`). Prints the
 //! elements processed so per-element counts can be derived. The CPU SIMD
 //! path is chosen as usual (`GAUSSFLOW_CPU_SIMD=portable` forces the other).
 
-use gaussflow::lab::bench::{BenchOp, CopyCeiling, Workload, shape_for};
+use gaussflow::lab::bench::{BenchOp, CopyCeiling, Workload, samplers, shape_for};
 use gaussflow::{DType, Engine, Shape};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,7 +30,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("usage: profile <op> <dtype> <elements|BxD> <reps> [fused|unfused|gen|copy]");
         return Ok(());
     }
-    let op: BenchOp = args[0].parse()?;
     let dtype: DType = args.get(1).map_or(Ok(DType::F32), |s| s.parse())?;
     let shape = match args.get(2).map(|s| s.split_once('x')) {
         None => shape_for(1 << 20),
@@ -38,6 +39,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let reps: usize = args.get(3).map_or(Ok(10), |s| s.parse())?;
     let what = args.get(4).map_or("fused", String::as_str);
     let engine = Engine::auto()?;
+    if let Some(name) = args[0].strip_prefix("sampler/") {
+        return sampler(&engine, name, shape, dtype, reps, what);
+    }
+    let op: BenchOp = args[0].parse()?;
     let mut w = Workload::with_shape(&engine, op, shape, dtype)?;
     let mut copy = CopyCeiling::new(&engine, dtype, w.bytes())?;
     for _ in 0..reps {
@@ -56,6 +61,38 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     engine.synchronize()?;
     println!(
         "{} {op} {dtype} {shape} n={} reps={reps} {what}: {} element-passes, {} bytes per rep (fused minimum)",
+        engine.describe(),
+        w.n(),
+        w.n() * reps,
+        w.bytes()
+    );
+    Ok(())
+}
+
+/// `sampler/<name>` (a `gaussflow bench --samplers` name): that row's stage,
+/// `fused`, `unfused` or `copy` (the copy of the same bytes).
+fn sampler(
+    engine: &Engine,
+    name: &str,
+    shape: Shape,
+    dtype: DType,
+    reps: usize,
+    what: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let cases = samplers::select(&[name.to_string()])?;
+    let mut w = samplers::SamplerWorkload::new(engine, &cases[0], shape, dtype)?;
+    let mut copy = CopyCeiling::new(engine, dtype, w.bytes())?;
+    for _ in 0..reps {
+        match what {
+            "fused" => w.fused()?,
+            "unfused" => w.unfused()?,
+            "copy" => copy.run()?,
+            other => return Err(format!("unknown mode {other:?} (fused, unfused, copy)").into()),
+        }
+    }
+    engine.synchronize()?;
+    println!(
+        "{} sampler/{name} {dtype} {shape} n={} reps={reps} {what}: {} element-passes, {} bytes per rep (fused minimum)",
         engine.describe(),
         w.n(),
         w.n() * reps,
