@@ -68,6 +68,21 @@ const FRAC_1_SQRT_2_F32: f32 = f32::from_bits(0x3f35_04f3);
 
 /// A Brownian path per `(seed, sample id, element)` on `u ∈ [0, 1]` (module
 /// docs).
+///
+/// ```
+/// use gaussflow::rng::BrownianTree;
+/// let tree = BrownianTree::with_default_depth(7);
+/// // A step from t = 0.9 to 0.5, and the same interval in two halves.
+/// let whole = tree.interval(0.9, 0.5)?;
+/// let (a, b) = (tree.interval(0.9, 0.7)?, tree.interval(0.7, 0.5)?);
+/// let (id, e) = (0, 3);
+/// let sum = a.increment_f64(id, e) + b.increment_f64(id, e);
+/// assert!((sum - whole.increment_f64(id, e)).abs() < 1e-12);
+/// // ξ = (W(0.5) − W(0.9)) / √0.4, what a kernel adds for element 3 of sample 0.
+/// let xi = whole.xi(id, e)?;
+/// assert!((xi as f64 - whole.increment_f64(id, e) / 0.4f64.sqrt()).abs() < 1e-5);
+/// # Ok::<(), gaussflow::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BrownianTree {
     seed: u64,
