@@ -227,6 +227,30 @@ fn run_by_hand_is_bit_identical_to_driver_run(engine: &gaussflow::Engine) {
                     "{} {name}: supplied Philox noise differs",
                     engine.kind()
                 );
+                // Brownian-tree noise: the run by hand is the driver's run,
+                // and it is not the Philox run (the noise did change).
+                let tree = gaussflow::rng::BrownianTree::with_default_depth(SEED);
+                let brownian = || RunNoise::Brownian { tree, ids: IDS };
+                let driven = bits(
+                    engine,
+                    &driver
+                        .run_with(&z, brownian(), |c| fill(engine, c))
+                        .unwrap(),
+                );
+                let run = driver.start(&z, brownian()).unwrap();
+                let by_hand = bits(engine, &drive(engine, run, HandOver::Lend));
+                assert_eq!(
+                    by_hand,
+                    driven,
+                    "{} {name}: Brownian run by hand",
+                    engine.kind()
+                );
+                assert_ne!(
+                    driven,
+                    want,
+                    "{} {name}: the tree's noise is Philox's",
+                    engine.kind()
+                );
             }
             eprintln!("{} {name}: bit-identical", engine.kind());
         }
