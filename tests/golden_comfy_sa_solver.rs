@@ -43,8 +43,8 @@
 //!   times' `ρ` are checked to that resolution ([`rho_tol`]).
 //! * Engines (f32): `1e-5·(1 + |x|)`.
 
-use crate::golden::{self, Case, Json};
-use crate::replay;
+use crate::golden::{self, Case};
+use crate::replay::{self, Denoiser};
 
 use gaussflow::grid::{self, Grid};
 use gaussflow::sampler::{SaSolver, SaSolverOptions, SaTau, Sampler, Steps};
@@ -54,38 +54,6 @@ use gaussflow::{Engine, Error, Prediction, Schedule, Shape};
 
 const REF_TOL: f64 = 1e-10;
 const ENGINE_TOL: f64 = 1e-5;
-
-enum Denoiser {
-    Gauss(f64),
-    Gmm(replay::Gmm2),
-}
-
-impl Denoiser {
-    fn of(m: &Json) -> Denoiser {
-        match m.at("kind").as_str() {
-            "kd_gauss" => Denoiser::Gauss(m.at("s").as_f64()),
-            "kd_gmm2d" => Denoiser::Gmm(replay::Gmm2 {
-                w: m.at("w").f64_list(),
-                m: m.at("m")
-                    .as_arr()
-                    .iter()
-                    .map(|r| {
-                        let v = r.f64_list();
-                        [v[0], v[1]]
-                    })
-                    .collect(),
-                s: m.at("s").f64_list(),
-            }),
-            other => panic!("unknown model {other}"),
-        }
-    }
-    fn d(&self, x: &[f64], rho: f64) -> Vec<f64> {
-        match self {
-            Denoiser::Gauss(s) => replay::kd_gauss(x, rho, *s),
-            Denoiser::Gmm(g) => g.denoise(x, rho),
-        }
-    }
-}
 
 /// Whether the case is a flow model (`CONST`): ComfyUI's σ is `t` and its
 /// state `z`.

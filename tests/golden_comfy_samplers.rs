@@ -36,7 +36,7 @@
 //! * Engines (f32 storage and arithmetic): `1e-5·(1 + |x|)`.
 
 use crate::golden::{self, Case, Json};
-use crate::replay;
+use crate::replay::{self, Denoiser};
 
 use gaussflow::grid::{self, Grid};
 use gaussflow::sampler::{
@@ -71,38 +71,6 @@ const TAGS: [&str; 11] = [
     "res_multistep_ancestral_cfg_pp",
     "er_sde",
 ];
-
-enum Denoiser {
-    Gauss(f64),
-    Gmm(replay::Gmm2),
-}
-
-impl Denoiser {
-    fn of(m: &Json) -> Denoiser {
-        match m.at("kind").as_str() {
-            "kd_gauss" => Denoiser::Gauss(m.at("s").as_f64()),
-            "kd_gmm2d" => Denoiser::Gmm(replay::Gmm2 {
-                w: m.at("w").f64_list(),
-                m: m.at("m")
-                    .as_arr()
-                    .iter()
-                    .map(|r| {
-                        let v = r.f64_list();
-                        [v[0], v[1]]
-                    })
-                    .collect(),
-                s: m.at("s").f64_list(),
-            }),
-            other => panic!("unknown model {other}"),
-        }
-    }
-    fn d(&self, x: &[f64], rho: f64) -> Vec<f64> {
-        match self {
-            Denoiser::Gauss(s) => replay::kd_gauss(x, rho, *s),
-            Denoiser::Gmm(g) => g.denoise(x, rho),
-        }
-    }
-}
 
 /// One golden case set up for a schedule and prediction type.
 struct Setup<'a> {

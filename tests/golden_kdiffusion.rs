@@ -37,7 +37,7 @@
 //!   (measured worst ≈ 7e-7, printed with `--nocapture`).
 
 use crate::golden;
-use crate::replay;
+use crate::replay::{self, Denoiser};
 
 use gaussflow::grid::{self, Grid};
 use gaussflow::reference;
@@ -58,27 +58,6 @@ enum Kind {
     Heun,
     Dpmpp2m,
     Ancestral(f64),
-}
-
-enum Denoiser {
-    Gauss(f64),
-    Gmm(replay::Gmm2),
-}
-
-impl Denoiser {
-    fn of(case: &Case) -> Denoiser {
-        match case.str("model.kind") {
-            "kd_gauss" => Denoiser::Gauss(case.f64("model.s")),
-            "kd_gmm2d" => Denoiser::Gmm(replay::Gmm2::of(case)),
-            other => panic!("unknown model {other}"),
-        }
-    }
-    fn d(&self, x: &[f64], sigma: f64) -> Vec<f64> {
-        match self {
-            Denoiser::Gauss(s) => replay::kd_gauss(x, sigma, *s),
-            Denoiser::Gmm(g) => g.denoise(x, sigma),
-        }
-    }
 }
 
 struct Setup {
@@ -133,7 +112,7 @@ fn setup(case: &Case, kind: Kind) -> Setup {
     Setup {
         kind,
         grid,
-        den: Denoiser::of(case),
+        den: Denoiser::of(case.at("model")),
         x_t: xt.f64s(),
         shape,
         noise,

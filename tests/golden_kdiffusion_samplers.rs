@@ -37,7 +37,7 @@
 use std::collections::HashMap;
 
 use crate::golden::{self, Case, Json};
-use crate::replay;
+use crate::replay::{self, Denoiser};
 
 use gaussflow::grid::{self, Grid};
 use gaussflow::sampler::{
@@ -111,27 +111,6 @@ impl Kind {
     }
 }
 
-enum Denoiser {
-    Gauss(f64),
-    Gmm(replay::Gmm2),
-}
-
-impl Denoiser {
-    fn of(case: &Case) -> Denoiser {
-        match case.str("model.kind") {
-            "kd_gauss" => Denoiser::Gauss(case.f64("model.s")),
-            "kd_gmm2d" => Denoiser::Gmm(replay::Gmm2::of(case)),
-            other => panic!("unknown model {other}"),
-        }
-    }
-    fn d(&self, x: &[f64], sigma: f64) -> Vec<f64> {
-        match self {
-            Denoiser::Gauss(s) => replay::kd_gauss(x, sigma, *s),
-            Denoiser::Gmm(g) => g.denoise(x, sigma),
-        }
-    }
-}
-
 struct Setup<'a> {
     id: &'a str,
     kind: Kind,
@@ -164,7 +143,7 @@ fn setup<'a>(case: &Case<'a>) -> Setup<'a> {
         id: case.id(),
         kind: Kind::of(case.id()),
         sigmas: case.array("inputs.sigmas").f64s(),
-        den: Denoiser::of(case),
+        den: Denoiser::of(case.at("model")),
         x_t: xt.f64s(),
         shape,
         noise,

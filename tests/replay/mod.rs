@@ -119,7 +119,11 @@ pub struct Gmm2 {
 impl Gmm2 {
     /// From a case's `model`.
     pub fn of(case: &Case) -> Gmm2 {
-        let m = case.at("model");
+        Gmm2::from_model(case.at("model"))
+    }
+
+    /// From a `kd_gmm2d` model object (`w`, `m`, `s`).
+    pub fn from_model(m: &Json) -> Gmm2 {
         Gmm2 {
             w: m.at("w").f64_list(),
             m: m.at("m")
@@ -161,6 +165,34 @@ impl Gmm2 {
             out.extend(d);
         }
         out
+    }
+}
+
+/// k-diffusion's denoiser `D(x, σ)` of a case's model: the Gaussian
+/// (`kd_gauss`, [`kd_gauss`]) or the 2-D mixture (`kd_gmm2d`, [`Gmm2`]).
+pub enum Denoiser {
+    /// `N(0, s²)` data.
+    Gauss(f64),
+    /// The two-component mixture.
+    Gmm(Gmm2),
+}
+
+impl Denoiser {
+    /// From a model object (its `kind` and parameters).
+    pub fn of(m: &Json) -> Denoiser {
+        match m.at("kind").as_str() {
+            "kd_gauss" => Denoiser::Gauss(m.at("s").as_f64()),
+            "kd_gmm2d" => Denoiser::Gmm(Gmm2::from_model(m)),
+            other => panic!("unknown model {other}"),
+        }
+    }
+
+    /// `D(x, σ)`.
+    pub fn d(&self, x: &[f64], sigma: f64) -> Vec<f64> {
+        match self {
+            Denoiser::Gauss(s) => kd_gauss(x, sigma, *s),
+            Denoiser::Gmm(g) => g.denoise(x, sigma),
+        }
     }
 }
 
