@@ -342,20 +342,42 @@ pub fn run(
     cfg: &BenchConfig,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Vec<BenchRow>> {
+    sweep(
+        engine,
+        cfg,
+        &cfg.ops,
+        |&op, dtype, shape| format!("{} {op} {dtype} {}", engine.kind(), shape_name(shape)),
+        progress,
+        |&op, dtype, shape| bench_one(engine, cfg, op, dtype, shape),
+    )
+}
+
+/// Every dtype × shape of `cfg` × item, in that order: `progress` before and
+/// after each with its `label`, `one` where the engine stores the dtype (a
+/// dtype it cannot store is skipped, still counted).
+pub(crate) fn sweep<I, R>(
+    engine: &Engine,
+    cfg: &BenchConfig,
+    items: &[I],
+    label: impl Fn(&I, DType, Shape) -> String,
+    progress: &mut dyn FnMut(&Progress),
+    mut one: impl FnMut(&I, DType, Shape) -> Result<R>,
+) -> Result<Vec<R>> {
+    let shapes = cfg.all_shapes();
+    let total = items.len() * cfg.dtypes.len() * shapes.len();
     let mut rows = Vec::new();
-    let total = cfg.len();
     let mut done = 0;
     for &dtype in &cfg.dtypes {
-        for shape in cfg.all_shapes() {
-            for &op in &cfg.ops {
-                let label = format!("{} {op} {dtype} {}", engine.kind(), shape_name(shape));
+        for &shape in &shapes {
+            for item in items {
+                let label = label(item, dtype, shape);
                 progress(&Progress {
                     done,
                     total,
                     label: label.clone(),
                 });
                 if engine.supports(dtype) {
-                    rows.push(bench_one(engine, cfg, op, dtype, shape)?);
+                    rows.push(one(item, dtype, shape)?);
                 }
                 done += 1;
                 progress(&Progress { done, total, label });

@@ -647,28 +647,14 @@ pub fn run(
     cases: &[SamplerCase],
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Vec<SamplerRow>> {
-    let shapes: Vec<Shape> = cfg.all_shapes();
-    let total = cases.len() * cfg.dtypes.len() * shapes.len();
-    let mut rows = Vec::new();
-    let mut done = 0;
-    for &dtype in &cfg.dtypes {
-        for &shape in &shapes {
-            for case in cases {
-                let label = format!("{} sampler/{} {dtype} {shape}", engine.kind(), case.name);
-                progress(&Progress {
-                    done,
-                    total,
-                    label: label.clone(),
-                });
-                if engine.supports(dtype) {
-                    rows.push(bench_one(engine, cfg, case, shape, dtype)?);
-                }
-                done += 1;
-                progress(&Progress { done, total, label });
-            }
-        }
-    }
-    Ok(rows)
+    super::sweep(
+        engine,
+        cfg,
+        cases,
+        |case, dtype, shape| format!("{} sampler/{} {dtype} {shape}", engine.kind(), case.name),
+        progress,
+        |case, dtype, shape| bench_one(engine, cfg, case, shape, dtype),
+    )
 }
 
 fn bench_one(
