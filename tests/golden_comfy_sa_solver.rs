@@ -129,20 +129,7 @@ fn setup<'a>(case: Case<'a>, sch: Box<dyn Schedule>, pred: Prediction) -> Setup<
         );
     }
     let xt = case.array("inputs.x_T");
-    let shape = if xt.shape.len() == 2 {
-        Shape::new(xt.shape[0], xt.shape[1])
-    } else {
-        Shape::new(1, xt.len())
-    };
-    let noise = match case.opt("inputs.noise") {
-        Some(n) => n
-            .array()
-            .f64s()
-            .chunks(shape.batch * shape.dim)
-            .map(<[f64]>::to_vec)
-            .collect(),
-        None => vec![],
-    };
+    let (shape, noise) = replay::shape_and_noise(&case);
     let m = case.at("model");
     let den = Denoiser::of(if is_const(&case) { m.at("kd") } else { m });
     let x_t = xt

@@ -83,20 +83,7 @@ fn setup(case: &Case, kind: Kind) -> Setup {
         );
     }
     let xt = case.array("inputs.x_T");
-    let shape = if xt.shape.len() == 2 {
-        Shape::new(xt.shape[0], xt.shape[1])
-    } else {
-        Shape::new(1, xt.len())
-    };
-    let noise = match case.opt("inputs.noise") {
-        Some(n) => n
-            .array()
-            .f64s()
-            .chunks(shape.batch * shape.dim)
-            .map(<[f64]>::to_vec)
-            .collect(),
-        None => vec![],
-    };
+    let (shape, noise) = replay::shape_and_noise(case);
     let callbacks = case
         .at("callbacks_first3_last3")
         .as_arr()

@@ -196,6 +196,28 @@ impl Denoiser {
     }
 }
 
+/// The `[B, D]` of a case's `inputs.x_T` (a flat list is one sample) and
+/// its recorded noise, one `B·D` block per draw (none if it has no
+/// `inputs.noise`).
+pub fn shape_and_noise(case: &Case) -> (Shape, Vec<Vec<f64>>) {
+    let xt = case.array("inputs.x_T");
+    let shape = if xt.shape.len() == 2 {
+        Shape::new(xt.shape[0], xt.shape[1])
+    } else {
+        Shape::new(1, xt.len())
+    };
+    let noise = match case.opt("inputs.noise") {
+        Some(n) => n
+            .array()
+            .f64s()
+            .chunks(shape.batch * shape.dim)
+            .map(<[f64]>::to_vec)
+            .collect(),
+        None => vec![],
+    };
+    (shape, noise)
+}
+
 /// Uploads f64 values as an f32 tensor `[B, D]` on the engine.
 pub fn upload(engine: &Engine, shape: Shape, v: &[f64]) -> Tensor {
     upload_as(engine, shape, v, DType::F32)
