@@ -6,6 +6,17 @@
 
 use std::process::Command;
 
+/// Runs `cmd`, asserts it succeeded (with its stderr), parses its stdout as JSON.
+fn json(cmd: &mut Command) -> serde_json::Value {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gaussflow"))
 }
@@ -53,16 +64,7 @@ fn figures_are_written_as_svg_with_text() {
 
 #[test]
 fn claims_json_reports_numbers_and_verdicts() {
-    let out = bin()
-        .args(["claims", "--only", "4,6,7,8", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "claims failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json(bin().args(["claims", "--only", "4,6,7,8", "--json"]));
     assert_eq!(v["pass"], true);
     let claims = v["claims"].as_array().unwrap();
     assert_eq!(
@@ -227,28 +229,19 @@ fn bench_with_a_huge_size_is_an_error_not_an_abort() {
 /// or empty shape is a usage error naming it.
 #[test]
 fn bench_measures_explicit_shapes() {
-    let out = bin()
-        .args([
-            "bench",
-            "--backend",
-            "cpu",
-            "--json",
-            "--quick",
-            "--ops",
-            "step/ddim",
-            "--dtypes",
-            "f32",
-            "--shapes",
-            "4096x2,1x8192",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json(bin().args([
+        "bench",
+        "--backend",
+        "cpu",
+        "--json",
+        "--quick",
+        "--ops",
+        "step/ddim",
+        "--dtypes",
+        "f32",
+        "--shapes",
+        "4096x2,1x8192",
+    ]));
     let rows = v["backends"][0]["rows"].as_array().unwrap();
     let shapes: Vec<_> = rows.iter().map(|r| r["shape"].clone()).collect();
     assert_eq!(
@@ -267,28 +260,19 @@ fn bench_measures_explicit_shapes() {
 /// listing the known ones.
 #[test]
 fn bench_samplers_gives_a_row_per_sampler() {
-    let out = bin()
-        .args([
-            "bench",
-            "--backend",
-            "cpu",
-            "--json",
-            "--quick",
-            "--dtypes",
-            "f32",
-            "--sizes",
-            "4099",
-            "--samplers",
-            "ddim,lms4,dpm++3m-sde",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json(bin().args([
+        "bench",
+        "--backend",
+        "cpu",
+        "--json",
+        "--quick",
+        "--dtypes",
+        "f32",
+        "--sizes",
+        "4099",
+        "--samplers",
+        "ddim,lms4,dpm++3m-sde",
+    ]));
     let rows = v["backends"][0]["sampler_rows"].as_array().unwrap();
     let names: Vec<_> = rows
         .iter()
@@ -349,8 +333,7 @@ fn info_and_bench_name_the_cpu_instruction_sets() {
         assert!(line.contains("avx512f"), "{line}");
     }
 
-    let out = bin().args(["info", "--json"]).output().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json(bin().args(["info", "--json"]));
     assert_eq!(v["cpu_isa"]["kernels"], isa.kernels);
     assert_eq!(
         v["cpu_isa"]["available"].as_array().unwrap().len(),
@@ -372,29 +355,23 @@ fn info_and_bench_name_the_cpu_instruction_sets() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let out = bin()
-        .args([
-            "bench",
-            "--backend",
-            "cpu",
-            "--json",
-            "--quick",
-            "--ops",
-            "randn",
-            "--sizes",
-            "4096",
-            "--dtypes",
-            "f32",
-        ])
-        .env("GAUSSFLOW_CPU_SIMD", "portable")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = json(
+        bin()
+            .args([
+                "bench",
+                "--backend",
+                "cpu",
+                "--json",
+                "--quick",
+                "--ops",
+                "randn",
+                "--sizes",
+                "4096",
+                "--dtypes",
+                "f32",
+            ])
+            .env("GAUSSFLOW_CPU_SIMD", "portable"),
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let cpu = &v["backends"][0];
     assert_eq!(cpu["backend"], "cpu");
     assert_eq!(cpu["isa"]["kernels"], "portable");
@@ -411,9 +388,7 @@ fn info_and_bench_name_the_cpu_instruction_sets() {
 #[test]
 fn samplers_lists_the_catalog_as_text_and_json() {
     use gaussflow::sampler::catalog::catalog;
-    let out = bin().args(["samplers", "--json"]).output().unwrap();
-    assert!(out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json(bin().args(["samplers", "--json"]));
     let entries = v["entries"].as_array().unwrap();
     assert_eq!(entries.len(), catalog().len());
     for (j, e) in entries.iter().zip(catalog()) {
