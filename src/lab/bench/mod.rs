@@ -335,6 +335,27 @@ fn copy_gbps(engine: &Engine, cfg: &BenchConfig, c: &mut CopyCeiling<'_>) -> Res
     Ok(c.bytes() as f64 / t.median().as_secs_f64() / 1e9)
 }
 
+/// `fused` timed between two copies of its `bytes` (see [`copy_gbps`]):
+/// its timings, the copy ceiling (the better copy) and the copies' spread
+/// `|before − after| / min` (the machine's noise during the row).
+fn between_copies(
+    engine: &Engine,
+    cfg: &BenchConfig,
+    dtype: DType,
+    bytes: u64,
+    fused: impl FnMut() -> Result<()>,
+) -> Result<(Timings, f64, f64)> {
+    let mut copy = CopyCeiling::new(engine, dtype, bytes)?;
+    let before = copy_gbps(engine, cfg, &mut copy)?;
+    let timed = measure(engine, cfg, fused)?;
+    let after = copy_gbps(engine, cfg, &mut copy)?;
+    Ok((
+        timed,
+        before.max(after),
+        (before - after).abs() / before.min(after),
+    ))
+}
+
 /// Runs `cfg` on `engine`, one [`BenchRow`] per (op, dtype, size), calling
 /// `progress` after each. A dtype the engine cannot store is skipped.
 pub fn run(
@@ -402,12 +423,7 @@ fn bench_one(
     }
     let mut w = Workload::with_shape(engine, op, shape, dtype)?;
     let bytes = w.bytes();
-    let mut copy = CopyCeiling::new(engine, dtype, bytes)?;
-    let before = copy_gbps(engine, cfg, &mut copy)?;
-    let fused = measure(engine, cfg, || w.fused())?;
-    let after = copy_gbps(engine, cfg, &mut copy)?;
-    let copy_gbps = before.max(after);
-    let copy_spread = (before - after).abs() / before.min(after);
+    let (fused, copy_gbps, copy_spread) = between_copies(engine, cfg, dtype, bytes, || w.fused())?;
     let unfused = match baseline::passes(op) {
         Some(_) => Some(measure(engine, cfg, || w.unfused().map(|_| ()))?),
         None => None,

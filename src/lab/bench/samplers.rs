@@ -37,8 +37,8 @@ use crate::sampler::{
 use crate::schedule::{Flow, VpCosine};
 use crate::tensor::{DType, Shape, Tensor};
 
-use super::workload::{CopyCeiling, key};
-use super::{BenchConfig, Progress, copy_gbps, measure};
+use super::workload::key;
+use super::{BenchConfig, Progress, measure};
 
 /// Steps of the benchmarked plans.
 const STEPS: usize = 12;
@@ -666,15 +666,12 @@ fn bench_one(
 ) -> Result<SamplerRow> {
     let mut w = SamplerWorkload::new(engine, case, shape, dtype)?;
     let bytes = w.bytes();
-    let mut copy = CopyCeiling::new(engine, dtype, bytes)?;
-    let before = copy_gbps(engine, cfg, &mut copy)?;
-    let fused = measure(engine, cfg, || w.fused())?;
-    let after = copy_gbps(engine, cfg, &mut copy)?;
+    let (fused, copy, copy_spread) =
+        super::between_copies(engine, cfg, dtype, bytes, || w.fused())?;
     let unfused = measure(engine, cfg, || w.unfused())?;
     let median = fused.median().as_secs_f64();
     let unfused_s = unfused.median().as_secs_f64();
     let gbps = bytes as f64 / median / 1e9;
-    let copy = before.max(after);
     Ok(SamplerRow {
         sampler: case.name,
         detail: w.detail.clone(),
@@ -689,7 +686,7 @@ fn bench_one(
         median_s: median,
         gbps,
         copy_gbps: copy,
-        copy_spread: (before - after).abs() / before.min(after),
+        copy_spread,
         copy_fraction: gbps / copy,
         unfused_passes: w.unfused_passes(),
         unfused_s,
