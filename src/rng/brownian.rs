@@ -277,6 +277,18 @@ impl Walk for Scalar32<'_> {
 /// One element in f64 from the same f32 normals (the reference).
 struct Scalar64<'t>(Scalar32<'t>);
 
+impl Scalar64<'_> {
+    /// The exact bridge scale `√(2⁻ʲ)/2` of level `j` and node `n`'s normal.
+    fn bridge_and_normal(&self, j: u32, n: u32) -> (f64, f64) {
+        let z = self
+            .0
+            .tree
+            .node_key(n)
+            .normal_unchecked(self.0.id, self.0.e);
+        (0.5 * (-(j as f64) / 2.0).exp2(), z as f64)
+    }
+}
+
 impl Walk for Scalar64<'_> {
     type R = f64;
     fn zero(&self) -> f64 {
@@ -286,12 +298,7 @@ impl Walk for Scalar64<'_> {
         self.0.root() as f64
     }
     fn split(&self, j: u32, n: u32, d: f64) -> (f64, f64) {
-        let s = 0.5 * (-(j as f64) / 2.0).exp2();
-        let z = self
-            .0
-            .tree
-            .node_key(n)
-            .normal_unchecked(self.0.id, self.0.e) as f64;
+        let (s, z) = self.bridge_and_normal(j, n);
         (s.mul_add(z, 0.5 * d), (-s).mul_add(z, 0.5 * d))
     }
     fn add(&self, a: f64, b: f64) -> f64 {
@@ -318,13 +325,7 @@ impl Walk for Magnitude<'_> {
         self.0.root().abs()
     }
     fn split(&self, j: u32, n: u32, d: f64) -> (f64, f64) {
-        let s = 0.5 * (-(j as f64) / 2.0).exp2();
-        let z = self
-            .0
-            .0
-            .tree
-            .node_key(n)
-            .normal_unchecked(self.0.0.id, self.0.0.e) as f64;
+        let (s, z) = self.0.bridge_and_normal(j, n);
         let m = 0.5 * d + s * z.abs();
         (m, m)
     }
